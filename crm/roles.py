@@ -1,0 +1,88 @@
+"""Staff roles with least privilege.
+
+Each role is a Django group. The permissions below are the minimum that role needs; staff may
+grant more in the admin (Groups) and syncing never takes anything away. Later apps append
+their permissions here and sync again from a migration.
+"""
+
+from django.contrib.auth.management import create_permissions
+
+OPERATOR = "Operator"
+SUPERVISOR = "Supervisor"
+AUDITOR = "Auditor"
+
+_OPERATOR = [
+    "members.view_member",
+    "members.add_member",
+    "members.change_member",
+    "members.view_tag",
+    "members.add_tag",
+    "members.change_tag",
+    "members.view_memberevent",
+    "members.view_importjob",
+    "members.add_importjob",
+    "members.import_members",
+    "members.import_events",
+    "members.export_members",
+]
+
+_SUPERVISOR = _OPERATOR + [
+    "members.delete_member",
+    "members.delete_tag",
+    "members.view_full_phone",
+    "members.view_all_importjobs",
+    "django_celery_beat.view_periodictask",
+    "django_celery_beat.change_periodictask",
+    "django_celery_beat.view_crontabschedule",
+    "django_celery_beat.add_crontabschedule",
+    "django_celery_beat.view_intervalschedule",
+]
+
+_AUDITOR = [
+    "members.view_member",
+    "members.view_tag",
+    "members.view_memberevent",
+    "members.view_importjob",
+    "members.view_all_importjobs",
+    "django_celery_beat.view_periodictask",
+]
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    OPERATOR: _OPERATOR,
+    SUPERVISOR: _SUPERVISOR,
+    AUDITOR: _AUDITOR,
+}
+
+
+def sync_roles(apps) -> None:
+    """Create the role groups and add any of their permissions that are missing.
+
+    `apps` is an app registry: the historical one inside a migration, the global one otherwise.
+    """
+    for app_config in apps.get_app_configs():
+        if app_config.models_module is not None:
+            create_permissions(app_config, apps=apps, verbosity=0)
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, dotted in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        for perm in dotted:
+            app_label, codename = perm.split(".")
+            permission = Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if permission is not None:
+                group.permissions.add(permission)
+
+
+def sync_roles_in_migration(apps, schema_editor) -> None:
+    """RunPython entry point: historical app configs have no models module, so mark them."""
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+    sync_roles(apps)
+
+
+def sync_roles_after_migrate(sender, **kwargs) -> None:
+    from django.apps import apps as global_apps
+
+    sync_roles(global_apps)

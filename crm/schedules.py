@@ -1,0 +1,73 @@
+"""Default Celery beat schedules, declared once here.
+
+They are installed into django-celery-beat's tables after `migrate`, where staff can retime,
+pause or disable them in the admin (Periodic tasks). Installing never overwrites an existing
+row, so staff edits survive upgrades. Times are Asia/Shanghai wall-clock times.
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    task: str
+    crontab: dict
+    description: str
+    # A run still queued after this many seconds is dropped, so a backlog never runs twice.
+    expires: int = 3600
+
+
+SCHEDULES: list[Schedule] = [
+    Schedule(
+        name="Rebuild member rollups (nightly)",
+        task="members.tasks.rebuild_member_rollups",
+        crontab={"minute": "30", "hour": "2"},
+        description="Recomputes last active / last purchase / orders / spend from the behaviour log, "
+        "correcting any drift left by incremental updates.",
+        expires=6 * 3600,
+    ),
+    Schedule(
+        name="Reset stuck import jobs",
+        task="members.tasks.fail_stuck_import_jobs",
+        crontab={"minute": "*/15"},
+        description="Marks imports that stopped reporting progress (a killed worker) as failed, "
+        "so staff can re-run them.",
+        expires=600,
+    ),
+]
+
+
+def install_schedules() -> int:
+    """Create the periodic tasks that do not exist yet; return how many were created."""
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
+
+    created = 0
+    for schedule in SCHEDULES:
+        if PeriodicTask.objects.filter(name=schedule.name).exists():
+            continue
+        crontab, _ = CrontabSchedule.objects.get_or_create(
+            minute=schedule.crontab.get("minute", "*"),
+            hour=schedule.crontab.get("hour", "*"),
+            day_of_week=schedule.crontab.get("day_of_week", "*"),
+            day_of_month=schedule.crontab.get("day_of_month", "*"),
+            month_of_year=schedule.crontab.get("month_of_year", "*"),
+            timezone=settings.TIME_ZONE,
+        )
+        PeriodicTask.objects.create(
+            name=schedule.name,
+            task=schedule.task,
+            crontab=crontab,
+            description=schedule.description,
+            expire_seconds=schedule.expires,
+        )
+        created += 1
+    if created:
+        PeriodicTasks.update_changed()
+    return created
+
+
+def install_schedules_after_migrate(sender, using="default", **kwargs) -> None:
+    install_schedules()

@@ -1,0 +1,186 @@
+"""Ingest of the behaviour log and the rollups it keeps on Member.
+
+Both paths are set-based: a batch is one multi-row INSERT … ON CONFLICT DO NOTHING RETURNING id,
+then one UPDATE … FROM (aggregate over the new rows) per batch. The nightly rebuild runs the
+same aggregate over every event of a range of members.
+"""
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection, transaction
+
+from members.models import ACTIVE_KINDS, INTERACTION_KINDS, EventKind, Member, MemberEvent
+
+INGEST_BATCH_SIZE = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class EventInput:
+    member_id: int
+    kind: str
+    occurred_at: datetime
+    source: str
+    external_id: str
+    sub_kind: str = ""
+    amount: Decimal | None = None
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class IngestResult:
+    created: int = 0
+    duplicates: int = 0
+    # (source, external_id) of the events recorded by this call; replays are not in it.
+    created_keys: set[tuple[str, str]] = field(default_factory=set)
+
+
+def events_ingest(*, events: Iterable[EventInput], batch_size: int = INGEST_BATCH_SIZE) -> IngestResult:
+    """Record events idempotently and bring the members' rollups up to date.
+
+    An event already recorded (same source and external_id) is counted as a duplicate and
+    changes nothing, so partners may safely replay a batch. Each batch commits on its own.
+    """
+    result = IngestResult()
+    batch: list[EventInput] = []
+    for event in events:
+        batch.append(event)
+        if len(batch) >= batch_size:
+            _ingest_batch(batch, result)
+            batch = []
+    if batch:
+        _ingest_batch(batch, result)
+    return result
+
+
+def _ingest_batch(batch: Sequence[EventInput], result: IngestResult) -> None:
+    with transaction.atomic():
+        rows = _insert_events(batch)
+        if rows:
+            _apply_rollups_of_new_events([row[0] for row in rows])
+    result.created += len(rows)
+    result.duplicates += len(batch) - len(rows)
+    result.created_keys.update((source, external_id) for _, source, external_id in rows)
+
+
+def _insert_events(batch: Sequence[EventInput]) -> list[tuple[int, str, str]]:
+    table = MemberEvent._meta.db_table
+    ops = connection.ops
+    json_placeholder = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    row_sql = f"(%s, %s, %s, %s, %s, %s, %s, {json_placeholder}, %s)"
+    recorded_at = ops.adapt_datetimefield_value(_now())
+    params: list = []
+    for event in batch:
+        params += [
+            event.member_id,
+            event.kind,
+            event.sub_kind or "",
+            ops.adapt_decimalfield_value(event.amount, 12, 2) if event.amount is not None else None,
+            ops.adapt_datetimefield_value(event.occurred_at),
+            event.source,
+            event.external_id,
+            json.dumps(event.payload or {}, ensure_ascii=False),
+            recorded_at,
+        ]
+    sql = (
+        f"INSERT INTO {table} (member_id, kind, sub_kind, amount, occurred_at, source, external_id, payload, recorded_at) "
+        f"VALUES {', '.join([row_sql] * len(batch))} "
+        "ON CONFLICT (source, external_id) DO NOTHING RETURNING id, source, external_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _now() -> datetime:
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def _kinds_sql(kinds: Iterable[str]) -> str:
+    # The kinds are our own enum values, never user input, so inlining them is safe.
+    return ", ".join(f"'{kind}'" for kind in sorted(kinds))
+
+
+def _rollup_aggregate_sql(where: str) -> str:
+    """SELECT member_id and its rollups over the events matching `where`."""
+    purchase, refund = EventKind.PURCHASE.value, EventKind.REFUND.value
+    return f"""
+        SELECT member_id,
+               MAX(CASE WHEN kind IN ({_kinds_sql(ACTIVE_KINDS)}) THEN occurred_at END) AS last_active,
+               MAX(CASE WHEN kind IN ({_kinds_sql(INTERACTION_KINDS)}) THEN occurred_at END) AS last_interaction,
+               MAX(CASE WHEN kind = '{purchase}' THEN occurred_at END) AS last_purchase,
+               SUM(CASE WHEN kind = '{purchase}' THEN 1 ELSE 0 END) AS orders,
+               SUM(CASE WHEN kind = '{purchase}' THEN COALESCE(amount, 0)
+                        WHEN kind = '{refund}' THEN -COALESCE(amount, 0) ELSE 0 END) AS spent
+        FROM {MemberEvent._meta.db_table}
+        WHERE {where}
+        GROUP BY member_id
+    """
+
+
+def _later(column: str, candidate: str) -> str:
+    """SQL for the later of a nullable column and a nullable candidate (portable GREATEST)."""
+    return (
+        f"CASE WHEN {candidate} IS NOT NULL AND ({column} IS NULL OR {candidate} > {column}) "
+        f"THEN {candidate} ELSE {column} END"
+    )
+
+
+def _apply_rollups_of_new_events(event_ids: list[int]) -> None:
+    member = Member._meta.db_table
+    if connection.vendor == "postgresql":
+        where, params = "id = ANY(%s)", [event_ids]
+    else:
+        where, params = f"id IN ({', '.join(['%s'] * len(event_ids))})", event_ids
+    sql = f"""
+        UPDATE {member} SET
+            last_active_at = {_later(f"{member}.last_active_at", "d.last_active")},
+            last_interaction_at = {_later(f"{member}.last_interaction_at", "d.last_interaction")},
+            last_purchase_at = {_later(f"{member}.last_purchase_at", "d.last_purchase")},
+            orders_count = {member}.orders_count + d.orders,
+            total_spent = {member}.total_spent + d.spent
+        FROM ({_rollup_aggregate_sql(where)}) AS d
+        WHERE {member}.id = d.member_id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def member_rollups_rebuild(*, first_id: int, last_id: int) -> int:
+    """Recompute the rollups of members first_id..last_id exactly from their events.
+
+    Returns the number of member rows written. Members without events get empty rollups.
+    """
+    member = Member._meta.db_table
+    event = MemberEvent._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {member} SET
+                last_active_at = d.last_active,
+                last_interaction_at = d.last_interaction,
+                last_purchase_at = d.last_purchase,
+                orders_count = d.orders,
+                total_spent = d.spent
+            FROM ({_rollup_aggregate_sql("member_id BETWEEN %s AND %s")}) AS d
+            WHERE {member}.id = d.member_id
+            """,
+            [first_id, last_id],
+        )
+        written = cursor.rowcount
+        cursor.execute(
+            f"""
+            UPDATE {member} SET last_active_at = NULL, last_interaction_at = NULL,
+                   last_purchase_at = NULL, orders_count = 0, total_spent = 0
+            WHERE id BETWEEN %s AND %s
+              AND (orders_count <> 0 OR total_spent <> 0 OR last_active_at IS NOT NULL)
+              AND NOT EXISTS (SELECT 1 FROM {event} e WHERE e.member_id = {member}.id)
+            """,
+            [first_id, last_id],
+        )
+        return written + cursor.rowcount
