@@ -1,0 +1,1 @@
+from members import import_admin  # noqa: F401  (registers the ImportJob admin)

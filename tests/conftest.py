@@ -1,0 +1,35 @@
+import os
+
+import pytest
+from django.conf import settings
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `redis` or `postgres` skip only when that optional service is not configured."""
+    on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    for item in items:
+        if "redis" in item.keywords and not os.environ.get("REDIS_URL"):
+            item.add_marker(pytest.mark.skip(reason="REDIS_URL is not set"))
+        if "postgres" in item.keywords and not on_postgres:
+            item.add_marker(pytest.mark.skip(reason="DATABASE_URL does not point at PostgreSQL"))
+
+
+@pytest.fixture
+def operator(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="operator", roles=["Operator"])
+
+
+@pytest.fixture
+def supervisor(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="supervisor", roles=["Supervisor"])
+
+
+@pytest.fixture
+def auditor(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="auditor", roles=["Auditor"])
