@@ -12,7 +12,8 @@ from django.utils.translation import gettext_lazy as _
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")
+# Values already in the environment win over the file.
+environ.Env.read_env(env("CRM_ENV_FILE", default=str(BASE_DIR / ".env")))
 
 # Data that the app writes at run time (SQLite file, broker folders, uploads) lives under var/.
 VAR_DIR = Path(env("CRM_VAR_DIR", default=str(BASE_DIR / "var")))
