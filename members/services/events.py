@@ -57,6 +57,9 @@ def events_ingest(*, events: Iterable[EventInput], batch_size: int = INGEST_BATC
 
 
 def _ingest_batch(batch: Sequence[EventInput], result: IngestResult) -> None:
+    # Concurrent batches take their locks in one order (unique keys, then member rows), so two
+    # partners replaying overlapping batches wait for each other instead of deadlocking.
+    batch = sorted(batch, key=lambda event: (event.source, event.external_id))
     with transaction.atomic():
         rows = _insert_events(batch)
         if rows:
@@ -137,6 +140,13 @@ def _apply_rollups_of_new_events(event_ids: list[int]) -> None:
         where, params = "id = ANY(%s)", [event_ids]
     else:
         where, params = f"id IN ({', '.join(['%s'] * len(event_ids))})", event_ids
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {member} WHERE id IN (SELECT member_id FROM {MemberEvent._meta.db_table} "
+                f"WHERE {where}) ORDER BY id FOR NO KEY UPDATE",
+                params,
+            )
     sql = f"""
         UPDATE {member} SET
             last_active_at = {_later(f"{member}.last_active_at", "d.last_active")},
