@@ -240,10 +240,18 @@ class ImportJob(BaseModel):
     processed_rows = models.PositiveIntegerField(_("rows processed"), default=0)
     created_count = models.PositiveIntegerField(_("created"), default=0)
     updated_count = models.PositiveIntegerField(_("updated"), default=0)
+    unchanged_count = models.PositiveIntegerField(
+        _("unchanged"), default=0, help_text=_("Rows matching a member whose data already was the same.")
+    )
     duplicate_count = models.PositiveIntegerField(_("duplicates"), default=0)
     invalid_count = models.PositiveIntegerField(_("invalid rows"), default=0)
     errors = models.JSONField(_("errors"), default=list, blank=True, help_text=_("Line, column and reason of each invalid row."))
     invalid_rows_file = models.FileField(_("invalid rows file"), upload_to=import_upload_path, blank=True)
+    ignored_columns = models.JSONField(
+        _("ignored columns"), default=list, blank=True, help_text=_("Columns of the file that no field matched.")
+    )
+    # Reasons in the errors and the invalid-rows file are written in the uploader's language.
+    language = models.CharField(_("language"), max_length=16, blank=True)
     failure = models.TextField(_("failure"), blank=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)

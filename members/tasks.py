@@ -1,6 +1,7 @@
 """Thin Celery tasks: take ids, call a service, hold only retry logic."""
 
 from celery import shared_task
+from django.db import OperationalError
 
 
 @shared_task(acks_late=True)
@@ -10,3 +11,26 @@ def rebuild_member_rollups() -> int:
     from members.services import member_rollups_rebuild
 
     return sum(member_rollups_rebuild(first_id=first, last_id=last) for first, last in member_id_ranges())
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=10,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=6,
+)
+def run_import_job(job_id: int) -> str:
+    """Run an uploaded import. A second delivery finds the job claimed and does nothing."""
+    from members.services import import_job_run
+
+    return import_job_run(job_id=job_id).status
+
+
+@shared_task(acks_late=True)
+def fail_stuck_import_jobs() -> int:
+    """Every 15 minutes: imports whose worker died are marked failed so staff can run them again."""
+    from members.services import import_jobs_fail_stuck
+
+    return import_jobs_fail_stuck()

@@ -1,5 +1,24 @@
 """Every write to members, tags and the behaviour log goes through these functions."""
 
 from .events import EventInput, IngestResult, events_ingest, member_rollups_rebuild
+from .imports import (
+    ImportResult,
+    events_import,
+    import_job_create,
+    import_job_run,
+    import_jobs_fail_stuck,
+    members_import,
+)
 
-__all__ = ["EventInput", "IngestResult", "events_ingest", "member_rollups_rebuild"]
+__all__ = [
+    "EventInput",
+    "ImportResult",
+    "IngestResult",
+    "events_import",
+    "events_ingest",
+    "import_job_create",
+    "import_job_run",
+    "import_jobs_fail_stuck",
+    "member_rollups_rebuild",
+    "members_import",
+]
