@@ -24,6 +24,10 @@ _OPERATOR = [
     "members.import_members",
     "members.import_events",
     "members.export_members",
+    "loyalty.view_pointsaccount",
+    "loyalty.view_pointsentry",
+    "loyalty.view_pointsallocation",
+    "loyalty.view_loyaltysettings",
 ]
 
 _SUPERVISOR = _OPERATOR + [
@@ -36,6 +40,8 @@ _SUPERVISOR = _OPERATOR + [
     "django_celery_beat.view_crontabschedule",
     "django_celery_beat.add_crontabschedule",
     "django_celery_beat.view_intervalschedule",
+    "loyalty.adjust_points",
+    "loyalty.change_loyaltysettings",
 ]
 
 _AUDITOR = [
@@ -45,6 +51,10 @@ _AUDITOR = [
     "members.view_importjob",
     "members.view_all_importjobs",
     "django_celery_beat.view_periodictask",
+    "loyalty.view_pointsaccount",
+    "loyalty.view_pointsentry",
+    "loyalty.view_pointsallocation",
+    "loyalty.view_loyaltysettings",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

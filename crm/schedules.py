@@ -37,6 +37,22 @@ SCHEDULES: list[Schedule] = [
         "so staff can re-run them.",
         expires=600,
     ),
+    Schedule(
+        name="Expire points (nightly)",
+        task="loyalty.tasks.expire_points",
+        crontab={"minute": "10", "hour": "0"},
+        description="Writes expiry entries for points whose validity ended. Expiry dates fall on local "
+        "midnight, so running just after midnight keeps balances shown to members exact.",
+        expires=6 * 3600,
+    ),
+    Schedule(
+        name="Reconcile points ledger (nightly)",
+        task="loyalty.tasks.reconcile_points",
+        crontab={"minute": "45", "hour": "3"},
+        description="Compares every cached points balance with the sum of its ledger entries and logs any "
+        "drift for staff to investigate; it corrects nothing.",
+        expires=6 * 3600,
+    ),
 ]
 
 
