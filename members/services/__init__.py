@@ -9,6 +9,7 @@ from .imports import (
     import_jobs_fail_stuck,
     members_import,
 )
+from .tags import member_tags_add, member_tags_remove, tags_get_or_create
 
 __all__ = [
     "EventInput",
@@ -20,5 +21,8 @@ __all__ = [
     "import_job_run",
     "import_jobs_fail_stuck",
     "member_rollups_rebuild",
+    "member_tags_add",
+    "member_tags_remove",
     "members_import",
+    "tags_get_or_create",
 ]
