@@ -8,13 +8,14 @@ from members import import_admin  # noqa: F401  (registers the ImportJob admin)
 # come from index scans, and search is exact or prefix matching only.
 import re
 import tempfile
+from collections.abc import Callable
 from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import IS_POPUP_VAR, ChangeList
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef
@@ -38,6 +39,7 @@ from members.services import member_tags_add, member_tags_remove, tags_get_or_cr
 # `export_members` command until exports run in the background.
 ADMIN_EXPORT_MAX_ROWS = 100_000
 MEMBER_PAGE_EVENTS = 20
+_PK_PLACEHOLDER = "__pk__"
 
 
 class TagFilter(admin.SimpleListFilter):
@@ -127,6 +129,32 @@ class MemberChangeList(ChangeList):
                 ordering[-1] = "pk"
         return ordering
 
+    def get_results(self, request):
+        super().get_results(request)
+        if self.is_popup:
+            return
+        # Django links each row with a reverse() and a resolve() (add_preserved_filters): about
+        # 30 ms of a 100-row page on the benchmark machine. One reverse for the page does it.
+        url = reverse(f"{self.model_admin.admin_site.name}:members_member_change", args=[_PK_PLACEHOLDER])
+        query = f"?{self.preserved_filters}" if self.preserved_filters else ""
+        for member in self.result_list:
+            member.admin_change_url = url.replace(_PK_PLACEHOLDER, str(member.pk)) + query
+
+
+def _compact_datetime(field_name: str, description) -> Callable:
+    """A sortable list column showing a datetime as 2026-01-06 12:29 in the current time zone.
+
+    Django's localized rendering costs ~50 µs a cell against ~10 µs here, and a page of 100
+    members has 300 such cells; the short form also keeps the list narrow.
+    """
+
+    @admin.display(description=description, ordering=field_name)
+    def column(self, member: Member) -> str | None:
+        value = getattr(member, field_name)
+        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if value else None
+
+    return column
+
 
 class MemberTagsForm(forms.Form):
     tags = forms.ModelMultipleChoiceField(
@@ -180,11 +208,10 @@ class MemberTagsForm(forms.Form):
 @admin.register(Member)
 class MemberAdmin(BaseModelAdmin):
     change_list_template = "admin/members/member/change_list.html"
-    list_display_links = ("display_name",)
     # No foreign keys in the list, so nothing to join.
     list_select_related = ()
     # Only columns with an (x, id) index; name has a pattern index that cannot sort.
-    sortable_by = ("city", "channel", "joined_at", "last_active_at", "last_purchase_at", "orders_count", "total_spent")
+    sortable_by = ("city", "channel", "joined", "last_active", "last_purchase", "orders_count", "total_spent")
     list_filter = (
         TagFilter,
         "channel",
@@ -212,12 +239,17 @@ class MemberAdmin(BaseModelAdmin):
             phone,
             "city",
             "channel",
-            "joined_at",
-            "last_active_at",
-            "last_purchase_at",
+            "joined",
+            "last_active",
+            "last_purchase",
             "orders_count",
             "total_spent",
         )
+
+    def get_list_display_links(self, request, list_display):
+        # Rows link through display_name (see MemberChangeList.get_results). A raw-id lookup
+        # popup from another admin keeps Django's links, which pick the member for the opener.
+        return ("display_name",) if IS_POPUP_VAR in request.GET else None
 
     def get_search_results(self, request, queryset, search_term):
         return selectors.members_search(queryset=queryset, term=search_term), False
@@ -279,9 +311,23 @@ class MemberAdmin(BaseModelAdmin):
 
     # Columns ---------------------------------------------------------------------------------
 
+    joined = _compact_datetime("joined_at", _("joined at"))
+    last_active = _compact_datetime("last_active_at", _("last active"))
+    last_purchase = _compact_datetime("last_purchase_at", _("last purchase"))
+
     @admin.display(description=_("name"))
     def display_name(self, member: Member) -> str:
-        return str(member)
+        url = getattr(member, "admin_change_url", None)
+        return format_html('<a href="{}">{}</a>', url, member) if url else str(member)
+
+    def action_checkbox(self, member: Member) -> str:
+        # Django's markup, without rendering a form widget through the template engine per row.
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            ACTION_CHECKBOX_NAME,
+            member.pk,
+            format_html(_("Select this object for an action - {}"), member),
+        )
 
     @admin.display(description=_("phone"))
     def phone_masked(self, member: Member) -> str | None:

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from urllib.parse import urlencode
 
 import pytest
 from django.core.cache import cache
@@ -267,11 +268,20 @@ def test_sorting_on_rollups(client, operator):
         type(member).objects.filter(pk=member.pk).update(total_spent=Decimal(spent), orders_count=orders)
     client.force_login(operator)
 
+    now = timezone.now()
+    for member, days in [(low, 3), (high, 1), (middle, 2)]:
+        type(member).objects.filter(pk=member.pk).update(last_active_at=now - timedelta(days=days))
+
     by_spent_desc = client.get(CHANGELIST, {"o": order_param(client, "total_spent", descending=True)})
     by_orders_asc = client.get(CHANGELIST, {"o": order_param(client, "orders_count")})
+    by_active_desc = client.get(CHANGELIST, {"o": order_param(client, "last_active", descending=True)})
 
     assert listed(by_spent_desc) == [high.pk, middle.pk, low.pk]
     assert listed(by_orders_asc) == [low.pk, middle.pk, high.pk]
+    assert listed(by_active_desc) == [high.pk, middle.pk, low.pk]
+    assert (now - timedelta(days=1)).astimezone(timezone.get_current_timezone()).strftime(
+        "%Y-%m-%d %H:%M"
+    ) in by_active_desc.content.decode()
 
 
 @pytest.mark.django_db
@@ -297,12 +307,28 @@ def test_name_is_not_sortable(client, operator):
     assert set(cl.sortable_by) <= {
         "city",
         "channel",
-        "joined_at",
-        "last_active_at",
-        "last_purchase_at",
+        "joined",
+        "last_active",
+        "last_purchase",
         "orders_count",
         "total_spent",
     }
+
+
+@pytest.mark.django_db
+def test_rows_link_to_the_member_page_keeping_the_filters(client, operator):
+    member = MemberFactory(city="上海")
+    client.force_login(operator)
+
+    content = client.get(CHANGELIST, {"city": "上海"}).content.decode()
+    popup = client.get(CHANGELIST, {"_popup": "1", "_to_field": "id"}).content.decode()
+
+    change = reverse("admin:members_member_change", args=[member.pk])
+    preserved = urlencode({"_changelist_filters": urlencode({"city": "上海"})})
+    assert f'href="{change}?{preserved}"' in content
+    assert f'value="{member.pk}" class="action-select"' in content
+    # A raw-id lookup popup keeps Django's link, which hands the member to the opener.
+    assert "data-popup-opener" in popup
 
 
 # Detail page -------------------------------------------------------------------------------
