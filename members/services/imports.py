@@ -415,7 +415,7 @@ def import_job_create(
     try:
         table = importing.read_table(data, name)
         (importing.member_columns if target == ImportJob.Target.MEMBERS else importing.event_columns)(table.headers)
-        total = table.count_rows()
+        total = table.estimate_rows()
     except importing.TableError as exc:
         raise ApplicationError(exc.message) from exc
     job = ImportJob(
