@@ -1,0 +1,395 @@
+"""Benchmark: a member file imported through the ImportJob service that the admin and commands use.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_import \
+        .venv/bin/python bench/bench_import_members.py --rows 100000
+
+DATABASE_URL defaults to the one above. The database is created if it does not exist, migrated,
+and its members and imports are emptied: use a database of its own (its name must contain
+"bench"). Then, in one run:
+1. a messy-but-valid CSV of --rows rows is written the way staff get them: Chinese headers, phones
+   as +86 / 0086 / spaces / dashes / parentheses / full-width digits, dates in six formats, gender
+   and channel labels in Chinese or English, ~5% rows keyed by phone only, ~1% repeated members;
+2. some of its members exist already (~10% by member number, ~2% by phone) so the run updates too;
+3. baseline: the same rows, already clean, COPYed from Python into a scratch table shaped like the
+   member table (same columns, constraints and indexes); a COPY into a bare table is shown too;
+4. the file goes through members.services.import_job_create (read, normalize, validate, stage with
+   COPY, match, check, upsert, record the job), timed end to end; then the same file once more
+   (every row unchanged), and a consistency check.
+Target (issue 2): at least 15,000 rows/s on PostgreSQL and within 5x of the plain COPY.
+Results go to docs/PERFORMANCE.md ("Member import").
+"""
+
+import argparse
+import csv
+import io
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings.local")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_import")
+# DEBUG keeps every query in memory; the uploads go to a scratch folder, not var/.
+os.environ["DJANGO_DEBUG"] = "false"
+os.environ["CRM_VAR_DIR"] = tempfile.mkdtemp(prefix="bench_import_")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.files.base import ContentFile  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from faker import Faker  # noqa: E402
+
+from members.models import Channel, Gender, ImportJob, Member  # noqa: E402
+from members.services import import_job_create  # noqa: E402
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+BASELINE_TABLE = "bench_import_copy"
+BARE_TABLE = "bench_import_copy_bare"
+HEADER = ["会员编号", "姓名", "手机号", "性别", "生日", "城市", "渠道", "入会时间", "邮箱", "短信退订", "备注"]
+CITIES = [
+    "上海",
+    "北京",
+    "杭州",
+    "成都",
+    "广州",
+    "深圳",
+    "南京",
+    "武汉",
+    "西安",
+    "重庆",
+    "苏州",
+    "长沙",
+    "天津",
+    "青岛",
+]
+GENDER_LABELS = {Gender.MALE: ["男", "男", "男性", "M", "male"], Gender.FEMALE: ["女", "女", "女性", "F", "Female"]}
+CHANNEL_LABELS = {
+    Channel.WECOM: ["企业微信", "企微", "wecom"],
+    Channel.COMMUNITY: ["社群", "微信群"],
+    Channel.MINI_PROGRAM: ["小程序", "mini_program"],
+    Channel.APP: ["APP", "app"],
+    Channel.STORE: ["门店", "Store / POS"],
+    Channel.ONLINE_SHOP: ["线上商城", "天猫"],
+    Channel.REFERRAL: ["老带新", "referral"],
+}
+MOBILE_PREFIXES = ["138", "139", "135", "136", "150", "151", "158", "186", "187", "188", "189", "177", "199", "131"]
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    _ensure_database()
+    print(f"# bench_import_members · {datetime.now():%Y-%m-%d %H:%M} · {_machine()}")
+    print(f"# database: {connection.vendor} {_server_version()}")
+    call_command("migrate", verbosity=0, interactive=False)
+    _reset()
+
+    started = time.perf_counter()
+    members, rows, existing = _generate(args.rows, random.Random(args.seed))
+    data = _csv_bytes(rows)
+    print(
+        f"file: {len(rows):,} rows, {len(data) / 1e6:.1f} MB, {len(rows) - len(members):,} repeats, "
+        f"{len(existing):,} members existing beforehand · generated in {time.perf_counter() - started:.1f} s"
+    )
+    _insert_existing(existing)
+
+    bare = _baseline_copy(BARE_TABLE, members)
+    baseline = _baseline_copy(BASELINE_TABLE, members)
+    print(f"baseline COPY into a member-shaped table: {baseline:.2f} s  {len(members) / baseline:,.0f} rows/s")
+    print(f"(COPY into a bare table, no index or constraint: {bare:.2f} s  {len(members) / bare:,.0f} rows/s)")
+
+    job, elapsed = _import(data)
+    rate = len(rows) / elapsed
+    print(
+        f"import: {elapsed:.2f} s  {rate:,.0f} rows/s  (created {job.created_count:,}, updated "
+        f"{job.updated_count:,}, unchanged {job.unchanged_count:,}, duplicates {job.duplicate_count:,}, "
+        f"invalid {job.invalid_count:,})"
+    )
+    ratio = elapsed / baseline
+    print(
+        f"ratio import/baseline COPY time: {ratio:.2f}x (bare table: {elapsed / bare:.2f}x) · "
+        f"targets 15,000 rows/s: {'met' if rate >= 15_000 else 'NOT met'}, "
+        f"within 5x: {'met' if ratio <= 5 else 'NOT met'}"
+    )
+    again, elapsed_again = _import(data)
+    print(
+        f"same file again: {elapsed_again:.2f} s  {len(rows) / elapsed_again:,.0f} rows/s  "
+        f"(unchanged {again.unchanged_count:,}, created {again.created_count:,}, updated {again.updated_count:,})"
+    )
+    _check(job, again, members, existing, len(rows))
+
+
+def _ensure_database() -> None:
+    settings = connection.settings_dict
+    if "bench" not in settings["NAME"]:
+        sys.exit(f"refusing to empty database {settings['NAME']!r}: its name must contain 'bench'")
+    if connection.vendor != "postgresql":
+        return
+    import psycopg
+
+    with psycopg.connect(
+        dbname="postgres",
+        host=settings["HOST"] or None,
+        port=settings["PORT"] or None,
+        user=settings["USER"] or None,
+        password=settings["PASSWORD"] or None,
+        autocommit=True,
+    ) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [settings["NAME"]]).fetchone():
+            admin.execute(f'CREATE DATABASE "{settings["NAME"]}"')
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def _server_version() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version" if connection.vendor == "postgresql" else "SELECT sqlite_version()")
+        return cursor.fetchone()[0]
+
+
+def _reset() -> None:
+    with connection.cursor() as cursor:
+        for table in (BASELINE_TABLE, BARE_TABLE):
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        if connection.vendor == "postgresql":
+            cursor.execute(f"TRUNCATE {Member._meta.db_table}, {ImportJob._meta.db_table} RESTART IDENTITY CASCADE")
+        else:
+            cursor.execute(f"DELETE FROM {Member._meta.db_table}")
+            cursor.execute(f"DELETE FROM {ImportJob._meta.db_table}")
+
+
+# The clean values of one member, in the member table's column order used by the COPYs below.
+MEMBER_COLUMNS = [
+    "external_id",
+    "name",
+    "phone",
+    "gender",
+    "birthday",
+    "city",
+    "channel",
+    "joined_at",
+    "email",
+    "sms_opt_out",
+    "email_opt_out",
+    "wecom_opt_out",
+    "notes",
+    "orders_count",
+    "total_spent",
+    "created_at",
+    "updated_at",
+]
+
+
+def _generate(count: int, rng: random.Random) -> tuple[list[tuple], list[list[str]], list[tuple]]:
+    """(clean member values, messy CSV rows, members that exist before the import)."""
+    fake = Faker("zh_CN")
+    fake.seed_instance(rng.randrange(1 << 30))
+    now = datetime.now(SHANGHAI)
+    # Unique, valid mobiles: a common prefix and eight distinct digits.
+    suffixes = rng.sample(range(100_000_000), count)
+    members: list[tuple] = []
+    rows: list[list[str]] = []
+    existing: list[tuple] = []
+    while len(rows) < count:
+        if members and rng.random() < 0.01:
+            # A member repeated later in the file, with a newer city: the last row wins.
+            previous = rows[rng.randrange(len(rows))]
+            rows.append([*previous[:5], rng.choice(CITIES), *previous[6:]])
+            continue
+        number = len(members)
+        phone = f"+86{MOBILE_PREFIXES[number % len(MOBILE_PREFIXES)]}{suffixes[number]:08d}"
+        external_id = f"M{number:08d}" if rng.random() >= 0.05 else None
+        gender = rng.choice([Gender.MALE, Gender.FEMALE, Gender.UNKNOWN])
+        birthday = date(1960, 1, 1) + timedelta(days=rng.randrange(45 * 365)) if rng.random() < 0.7 else None
+        joined_at = (now - timedelta(seconds=rng.randrange(3 * 365 * 86_400))).replace(microsecond=0)
+        channel = rng.choice(list(CHANNEL_LABELS))
+        email = f"user{number}@example.com" if rng.random() < 0.3 else ""
+        sms_opt_out = rng.random() < 0.05
+        notes = rng.choice(["", "", "", "", "", "", "", "", "VIP，喜欢咖啡", "只在周末联系"])
+        name, city = fake.name(), rng.choice(CITIES)
+        members.append(
+            (
+                external_id,
+                name,
+                phone,
+                gender,
+                birthday,
+                city,
+                channel,
+                joined_at,
+                email,
+                sms_opt_out,
+                False,
+                False,
+                notes,
+                0,
+                0,
+                now,
+                now,
+            )
+        )
+        rows.append(
+            [
+                external_id or "",
+                name,
+                _messy_phone(phone, rng),
+                "保密"
+                if gender == Gender.UNKNOWN and rng.random() < 0.5
+                else ("" if gender == Gender.UNKNOWN else rng.choice(GENDER_LABELS[gender])),
+                _messy_date(birthday, rng) if birthday else "",
+                city,
+                rng.choice(CHANNEL_LABELS[channel]),
+                _messy_datetime(joined_at, rng),
+                email,
+                rng.choice(["是", "1", "yes"]) if sms_opt_out else rng.choice(["", "否", "0"]),
+                notes,
+            ]
+        )
+        if rng.random() < 0.12:
+            # Known already: by member number (with an older name and city), or by phone only.
+            known_number = external_id if rng.random() < 10 / 12 else None
+            existing.append(
+                (
+                    known_number,
+                    f"{name}(旧)",
+                    phone,
+                    Gender.UNKNOWN,
+                    None,
+                    "拉萨",
+                    Channel.OTHER,
+                    joined_at,
+                    "",
+                    False,
+                    False,
+                    False,
+                    "",
+                    0,
+                    0,
+                    now,
+                    now,
+                )
+            )
+    return members, rows, existing
+
+
+def _messy_phone(e164: str, rng: random.Random) -> str:
+    digits = e164[3:]
+    style = rng.random()
+    if style < 0.40:
+        return digits
+    if style < 0.60:
+        return f"{digits[:3]} {digits[3:7]} {digits[7:]}"
+    if style < 0.75:
+        return f"+86 {digits[:3]}-{digits[3:7]}-{digits[7:]}"
+    if style < 0.85:
+        return e164
+    if style < 0.90:
+        return "0086 " + digits
+    if style < 0.95:
+        return digits.translate(FULL_WIDTH)
+    return f"({digits[:3]}){digits[3:7]}-{digits[7:]}"
+
+
+def _messy_date(day: date, rng: random.Random) -> str:
+    return rng.choice(
+        [
+            f"{day:%Y-%m-%d}",
+            f"{day.year}/{day.month}/{day.day}",
+            f"{day.year}.{day.month}.{day.day}",
+            f"{day:%Y%m%d}",
+            f"{day.year}年{day.month}月{day.day}日",
+            str((day - date(1899, 12, 30)).days),  # an Excel serial from a reformatted column
+        ]
+    )
+
+
+def _messy_datetime(moment: datetime, rng: random.Random) -> str:
+    return rng.choice(
+        [
+            f"{moment:%Y-%m-%d %H:%M:%S}",
+            f"{moment.year}/{moment.month}/{moment.day} {moment:%H:%M:%S}",
+            f"{moment:%Y-%m-%dT%H:%M:%S%z}",
+        ]
+    )
+
+
+def _csv_bytes(rows: list[list[str]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(HEADER)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def _copy(table: str, values: list[tuple]) -> None:
+    with connection.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(MEMBER_COLUMNS)}) FROM STDIN") as copy:
+        for row in values:
+            copy.write_row(row)
+
+
+def _insert_existing(existing: list[tuple]) -> None:
+    _copy(Member._meta.db_table, existing)
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {Member._meta.db_table}")
+
+
+def _baseline_copy(table: str, members: list[tuple]) -> float:
+    like = "INCLUDING ALL" if table == BASELINE_TABLE else "INCLUDING DEFAULTS INCLUDING IDENTITY"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {table} (LIKE {Member._meta.db_table} {like})")
+    started = time.perf_counter()
+    _copy(table, members)
+    return time.perf_counter() - started
+
+
+def _import(data: bytes) -> tuple[ImportJob, float]:
+    started = time.perf_counter()
+    job = import_job_create(
+        target=ImportJob.Target.MEMBERS, file=ContentFile(data, name="members-100k.csv"), inline=True
+    )
+    return job, time.perf_counter() - started
+
+
+def _check(job: ImportJob, again: ImportJob, members: list[tuple], existing: list[tuple], rows: int) -> None:
+    """Every row is accounted for, each member is stored once, and the repeats kept their last city."""
+    stored = Member.objects.count()
+    accounted = job.created_count + job.updated_count + job.unchanged_count + job.duplicate_count + job.invalid_count
+    ok = (
+        job.status == again.status == ImportJob.Status.SUCCEEDED
+        and job.invalid_count == 0
+        and accounted == rows
+        and stored == len(members)
+        and job.updated_count == len(existing)
+        and again.unchanged_count == rows - again.duplicate_count
+    )
+    print(f"check: {stored:,} members stored, every row accounted for -> {'ok' if ok else 'MISMATCH'}")
+    if not ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
