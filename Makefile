@@ -41,7 +41,9 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
 # Django's own catalogues ship compiled; ours are compiled here when gettext is installed,
 # otherwise the committed .mo files are used as they are.
 define compile_messages
-	@if command -v msgfmt >/dev/null; then \
+	@if [ -z "$$(find . -path ./$(VENV) -prune -o -name '*.po' -print -quit)" ]; then \
+		true; \
+	elif command -v msgfmt >/dev/null; then \
 		$(PY) manage.py compilemessages --ignore=$(VENV) --ignore=node_modules --verbosity=0; \
 	else \
 		echo "msgfmt (gettext) not found: using the translations as committed."; \
@@ -58,8 +60,7 @@ run: $(VENV)/.installed-runtime .env
 	$(PY) manage.py seed_demo --if-empty
 	$(PY) bin/ensure_admin.py
 	@echo "Starting web (http://127.0.0.1:8000/admin/), Celery worker and Celery beat; Ctrl-C stops all three."
-	@# honcho's own .env loading would override exported variables; settings read .env themselves.
-	exec $(VENV)/bin/honcho --env /dev/null start
+	exec $(PY) bin/run_procfile.py Procfile
 
 test: $(VENV)/.installed-dev
 	$(compile_messages)

@@ -44,12 +44,13 @@ def main() -> None:
 
     admin = user_model.objects.filter(username=USERNAME, is_superuser=True).first()
     if admin is not None and stored and admin.check_password(stored):
-        lines = [f"Admin:    {ADMIN_URL}", f"Username: {USERNAME}", f"Password: {stored}",
-                 f"(kept in {password_file})"]
+        lines = [f"Admin:    {ADMIN_URL}", f"Username: {USERNAME}", f"Password: {stored}", f"(kept in {password_file})"]
     else:
-        lines = [f"Admin:    {ADMIN_URL}",
-                 "Log in with your superuser; to set a new password for one, run",
-                 ".venv/bin/python manage.py changepassword <username>"]
+        lines = [
+            f"Admin:    {ADMIN_URL}",
+            "Log in with your superuser; to set a new password for one, run",
+            ".venv/bin/python manage.py changepassword <username>",
+        ]
     width = max(len(line) for line in lines) + 4
     print("=" * width)
     for line in lines:
