@@ -227,7 +227,8 @@ def test_tag_changelist_shows_member_counts_with_one_grouped_query(client, opera
     with django_assert_max_num_queries(7) as captured:
         response = client.get(url)
 
-    assert {tag.name: tag.member_count for tag in response.context["cl"].result_list} == {
+    counts = {tag.name: tag.member_count for tag in response.context["cl"].result_list}
+    assert {name: count for name, count in counts.items() if name.startswith("tag-")} == {
         f"tag-{n}": n for n in range(5)
     }
     assert sum("GROUP BY" in q["sql"] for q in captured.captured_queries) == 1

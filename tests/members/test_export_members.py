@@ -3,6 +3,7 @@
 import csv
 import io
 from decimal import Decimal
+from itertools import zip_longest
 
 import openpyxl
 import pytest
@@ -40,7 +41,8 @@ def read_csv(data: bytes) -> list[dict[str, str]]:
 
 def read_xlsx(data: bytes) -> list[dict]:
     rows = list(openpyxl.load_workbook(io.BytesIO(data), read_only=True).active.values)
-    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+    # A row read back ends at its last non-empty cell.
+    return [dict(zip_longest(rows[0], row)) for row in rows[1:]]
 
 
 def export(file_format: str, *, unmasked: bool = False, queryset=None) -> bytes:
@@ -92,7 +94,8 @@ def test_csv_export_masks_phones_and_lists_tags(django_assert_max_num_queries):
     with django_assert_max_num_queries(3):
         rows = read_csv(export("csv"))
 
-    assert list(rows[0]) == HEADERS
+    # Later columns (scores) follow these.
+    assert list(rows[0])[: len(HEADERS)] == HEADERS
     first = next(row for row in rows if row["external_id"] == "M1")
     assert first["phone"] == "138****5678"
     assert first["tags"] == "vip, 复购"
