@@ -42,6 +42,12 @@ _SUPERVISOR = _OPERATOR + [
     "django_celery_beat.view_intervalschedule",
     "loyalty.adjust_points",
     "loyalty.change_loyaltysettings",
+    "crm.view_partner",
+    "crm.add_partner",
+    "crm.change_partner",
+    "crm.view_partnerapikey",
+    "crm.add_partnerapikey",
+    "crm.change_partnerapikey",
 ]
 
 _AUDITOR = [

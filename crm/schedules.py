@@ -53,6 +53,14 @@ SCHEDULES: list[Schedule] = [
         "drift for staff to investigate; it corrects nothing.",
         expires=6 * 3600,
     ),
+    Schedule(
+        name="Prune API idempotency keys (hourly)",
+        task="crm.tasks.prune_idempotency_keys",
+        crontab={"minute": "20"},
+        description="Forgets the stored responses of partner API requests sent with an Idempotency-Key "
+        "more than 24 hours ago; after that the key may be used again.",
+        expires=1800,
+    ),
 ]
 
 

@@ -31,6 +31,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "import_export",
     "phonenumber_field",
@@ -145,11 +148,40 @@ PHONENUMBER_DB_FORMAT = "E164"
 IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
 IMPORT_EXPORT_SKIP_ADMIN_LOG = True
 
+# The partner REST API (docs/API.md): API keys first, so that a request without credentials gets
+# 401 with `WWW-Authenticate: Api-Key`; staff use the browsable API with their admin session.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "crm.core.api.PartnerAPIKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["crm.core.api.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["crm.core.api.PartnerKeyThrottle"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["crm.core.api.StrictJSONParser"],
+    "DEFAULT_PAGINATION_CLASS": None,
+    "DEFAULT_SCHEMA_CLASS": "crm.api.schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "crm.core.api.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "COERCE_DECIMAL_TO_STRING": True,
 }
-
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Member CRM partner API",
+    "DESCRIPTION": "REST API for partner systems (shop, POS, mini-program, WeCom bridge). See docs/API.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc are served from drf-spectacular-sidecar's static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# Only for bench/bench_api.py: serves /api/bench/ping/, a constant-JSON baseline view.
+CRM_API_BENCH_VIEWS = env.bool("CRM_API_BENCH_VIEWS", default=False)
 # Logs carry ids, never names, phones or e-mail addresses.
 LOGGING = {
     "version": 1,

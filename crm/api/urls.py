@@ -1,0 +1,24 @@
+"""The partner REST API: /api/v1/ (endpoints), /api/schema/ (OpenAPI 3), /api/docs/ and /api/redoc/."""
+
+from django.conf import settings
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+app_name = "api"
+
+v1 = [
+    path("", include("members.api.urls")),
+    path("", include("loyalty.api.urls")),
+]
+
+urlpatterns = [
+    path("v1/", include(v1)),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="swagger-ui"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
+]
+
+if settings.CRM_API_BENCH_VIEWS:
+    from crm.api.views import bench_ping
+
+    urlpatterns.append(path("bench/ping/", bench_ping, name="bench-ping"))

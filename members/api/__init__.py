@@ -1,0 +1,1 @@
+"""REST endpoints of members and the behaviour log (docs/API.md)."""

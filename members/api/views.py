@@ -1,0 +1,235 @@
+"""Member endpoints: upsert by the partner's id, read one, list with filters."""
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from phonenumber_field.serializerfields import PhoneNumberField
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from crm.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from crm.core.api import (
+    BoundedDateField,
+    BoundedDateTimeField,
+    cursor_pagination,
+    error_responses,
+    request_has_scope,
+)
+from crm.models import Scope
+from members.api.selectors import member_detail_queryset, member_list
+from members.models import Channel, Gender, Member
+from members.services import member_upsert
+
+TAGS = ["members"]
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class PhoneOutputField(serializers.Field):
+    def to_representation(self, value) -> str | None:
+        return value.as_e164 if value else None
+
+    def get_attribute(self, instance):
+        return instance.phone or None
+
+
+class MemberRollupsSerializer(serializers.Serializer):
+    """What the behaviour log says of the member; kept current on every event."""
+
+    last_active_at = serializers.DateTimeField(allow_null=True)
+    last_interaction_at = serializers.DateTimeField(allow_null=True)
+    last_purchase_at = serializers.DateTimeField(allow_null=True)
+    orders_count = serializers.IntegerField()
+    total_spent = serializers.DecimalField(max_digits=14, decimal_places=2, help_text="Purchases minus refunds, yuan.")
+
+
+class MemberOutputSerializer(serializers.Serializer):
+    """A member's profile and rollups."""
+
+    external_id = serializers.CharField()
+    name = serializers.CharField()
+    phone = PhoneOutputField(allow_null=True, help_text="E.164, e.g. +8613800000000; null when unknown.")
+    email = serializers.CharField()
+    gender = serializers.ChoiceField(choices=Gender.choices)
+    birthday = serializers.DateField(allow_null=True)
+    city = serializers.CharField()
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    joined_at = serializers.DateTimeField()
+    sms_opt_out = serializers.BooleanField()
+    email_opt_out = serializers.BooleanField()
+    wecom_opt_out = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    rollups = MemberRollupsSerializer(source="*")
+
+
+class MemberUpsertApi(APIView):
+    """Create or update a member by `external_id` (the partner's member number).
+
+    Only the fields sent are written; rollups, points and layers cannot be set here (they follow
+    from events and jobs). 201 when the member was created, 200 when it existed.
+    """
+
+    required_scope = Scope.MEMBERS_WRITE
+
+    class InputSerializer(serializers.Serializer):
+        external_id = serializers.CharField(max_length=64)
+        name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+        phone = PhoneNumberField(required=False, allow_null=True, help_text="Mobile number; +86 is assumed.")
+        email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+        gender = serializers.ChoiceField(choices=Gender.choices, required=False)
+        birthday = BoundedDateField(required=False, allow_null=True)
+        city = serializers.CharField(max_length=64, required=False, allow_blank=True)
+        channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+        joined_at = BoundedDateTimeField(required=False)
+        sms_opt_out = serializers.BooleanField(required=False)
+        email_opt_out = serializers.BooleanField(required=False)
+        wecom_opt_out = serializers.BooleanField(required=False)
+
+    class OutputSerializer(MemberOutputSerializer):
+        created = serializers.BooleanField(help_text="True when this request created the member.")
+
+    @extend_schema(
+        operation_id="members_upsert",
+        tags=TAGS,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        request=InputSerializer,
+        responses={200: OutputSerializer, 201: OutputSerializer, **error_responses(write=True)},
+    )
+    @idempotent
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        profile = dict(serializer.validated_data)
+        external_id = profile.pop("external_id")
+        member, created = member_upsert(external_id=external_id, profile=profile)
+        member.created = created
+        return Response(
+            self.OutputSerializer(member).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class MemberPointsSummarySerializer(serializers.Serializer):
+    balance = serializers.IntegerField()
+    lifetime_earned = serializers.IntegerField()
+    lifetime_redeemed = serializers.IntegerField()
+    lifetime_expired = serializers.IntegerField()
+
+
+class MemberTierSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    next_tier = serializers.CharField(allow_null=True)
+    progress = serializers.DictField(help_text='Distance to the next tier, e.g. {"spend_needed": "80.00"}.')
+
+
+class MemberBadgeSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    awarded_at = serializers.DateTimeField()
+
+
+class MemberDetailApi(APIView):
+    """One member with everything the CRM knows of them.
+
+    `points` is null unless the key also has `points:read`. `tier`, `badges`, `value_layer` and
+    `lifecycle_stage` are null (or empty) while the CRM has not computed them for this member.
+    """
+
+    required_scope = Scope.MEMBERS_READ
+
+    class OutputSerializer(MemberOutputSerializer):
+        points = serializers.SerializerMethodField()
+        tier = serializers.SerializerMethodField()
+        value_layer = serializers.SerializerMethodField(help_text="high, potential or edge.")
+        lifecycle_stage = serializers.SerializerMethodField(
+            help_text="new, active, paying, at_risk, churned or silent."
+        )
+        badges = serializers.SerializerMethodField()
+
+        @extend_schema_field(MemberPointsSummarySerializer(allow_null=True))
+        def get_points(self, member):
+            if not self.context.get("show_points"):
+                return None
+            account = _related(member, "points_account")
+            if account is None:
+                return {"balance": 0, "lifetime_earned": 0, "lifetime_redeemed": 0, "lifetime_expired": 0}
+            return MemberPointsSummarySerializer(account).data
+
+        @extend_schema_field(MemberTierSerializer(allow_null=True))
+        def get_tier(self, member):
+            return None  # loyalty has no tiers yet
+
+        @extend_schema_field(serializers.CharField(allow_null=True))
+        def get_value_layer(self, member) -> str | None:
+            score = _related(member, "score")
+            return getattr(score, "value_layer", None) or None
+
+        @extend_schema_field(serializers.CharField(allow_null=True))
+        def get_lifecycle_stage(self, member) -> str | None:
+            score = _related(member, "score")
+            return getattr(score, "lifecycle_stage", None) or None
+
+        @extend_schema_field(MemberBadgeSerializer(many=True))
+        def get_badges(self, member) -> list:
+            return []  # loyalty has no badges yet
+
+    @extend_schema(
+        operation_id="members_retrieve",
+        tags=TAGS,
+        responses={200: OutputSerializer, **error_responses(not_found=True)},
+    )
+    def get(self, request, external_id: str):
+        member = get_object_or_404(member_detail_queryset(), external_id=external_id)
+        context = {"show_points": request_has_scope(request, Scope.POINTS_READ)}
+        return Response(self.OutputSerializer(member, context=context).data)
+
+
+def _related(member: Member, name: str):
+    """A one-to-one row of another app, or None when it is missing (or the app lacks it)."""
+    try:
+        return getattr(member, name, None)
+    except ObjectDoesNotExist:
+        return None
+
+
+class MemberListApi(APIView):
+    """Members that have a partner id, oldest first, filtered; cursor-paginated (`next`/`previous`)."""
+
+    required_scope = Scope.MEMBERS_READ
+    pagination_class = cursor_pagination(ordering="id")
+
+    class FilterSerializer(serializers.Serializer):
+        channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+        city = serializers.CharField(max_length=64, required=False)
+        joined_after = BoundedDateTimeField(required=False, help_text="Joined at or after.")
+        joined_before = BoundedDateTimeField(required=False, help_text="Joined before.")
+        active_after = BoundedDateTimeField(required=False, help_text="Last active at or after.")
+        external_id = serializers.ListField(
+            child=serializers.CharField(max_length=64),
+            required=False,
+            max_length=100,
+            help_text="Repeat to ask for several members (up to 100).",
+        )
+        value_layer = serializers.ChoiceField(choices=["high", "potential", "edge"], required=False)
+        lifecycle_stage = serializers.ChoiceField(
+            choices=["new", "active", "paying", "at_risk", "churned", "silent"], required=False
+        )
+
+    class OutputSerializer(MemberOutputSerializer):
+        pass
+
+    @extend_schema(
+        operation_id="members_list",
+        tags=TAGS,
+        parameters=[FilterSerializer],
+        responses={200: OutputSerializer(many=True), **error_responses(not_found=True)},
+    )
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = member_list(filters=filters.validated_data)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)

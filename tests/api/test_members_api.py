@@ -1,0 +1,178 @@
+"""Members through the real stack: upsert by external_id, read one, list with filters."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from crm.models import Scope
+from members.models import Member
+from members.services import EventInput, events_ingest
+from tests.api.conftest import assert_error
+from tests.factories import MemberFactory
+from tests.factories.loyalty import EarnFactory
+
+pytestmark = pytest.mark.django_db
+
+UPSERT = "/api/v1/members/upsert/"
+
+
+def test_upsert_creates_then_updates_only_the_fields_sent(api):
+    created = api.post(
+        UPSERT, {"external_id": "M1", "name": "张三", "phone": "138 0000 1111", "city": "上海"}, format="json"
+    )
+    updated = api.post(UPSERT, {"external_id": "M1", "city": "杭州"}, format="json")
+
+    assert created.status_code == 201 and created.json()["created"] is True
+    assert created.json()["phone"] == "+8613800001111"
+    assert updated.status_code == 200 and updated.json()["created"] is False
+    member = Member.objects.get(external_id="M1")
+    assert (member.name, member.city, str(member.phone)) == ("张三", "杭州", "+8613800001111")
+
+
+def test_mass_assignment_of_rollups_ids_and_timestamps_changes_nothing(api):
+    member = MemberFactory(external_id="M1", name="Old")
+    before = Member.objects.filter(pk=member.pk).values().get()
+
+    response = api.post(
+        UPSERT,
+        {
+            "external_id": "M1",
+            "id": member.pk + 1000,
+            "orders_count": 99,
+            "total_spent": "99999.00",
+            "last_active_at": "2020-01-01T00:00:00Z",
+            "created_at": "2020-01-01T00:00:00Z",
+            "notes": "sneaky",
+            "points": {"balance": 1_000_000},
+            "value_layer": "high",
+        },
+        format="json",
+    )
+
+    assert response.status_code == 200
+    after = Member.objects.filter(pk=member.pk).values().get()
+    assert after == before
+    assert not member.points_entries.exists()
+
+
+def test_a_phone_of_another_member_is_a_field_error(api):
+    MemberFactory(external_id="M1", phone="+8613800001111")
+
+    response = api.post(UPSERT, {"external_id": "M2", "phone": "13800001111"}, format="json")
+
+    body = assert_error(response, 400, "invalid")
+    assert list(body["fields"]) == ["phone"]
+    assert not Member.objects.filter(external_id="M2").exists()
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"name": "x"}, "external_id"),
+        ({"external_id": "M1", "phone": "12"}, "phone"),
+        ({"external_id": "M1", "email": "not-an-email"}, "email"),
+        ({"external_id": "M1", "gender": "robot"}, "gender"),
+        ({"external_id": "M1", "birthday": "1800-01-01"}, "birthday"),
+        ({"external_id": "M1", "joined_at": "0001-01-01T00:00:00"}, "joined_at"),
+        ({"external_id": "x" * 65}, "external_id"),
+    ],
+)
+def test_bad_input_is_a_400_with_the_field_named(api, payload, field):
+    body = assert_error(api.post(UPSERT, payload, format="json"), 400, "invalid")
+
+    assert field in body["fields"]
+
+
+def test_malformed_json_is_a_400(api):
+    assert_error(api.post(UPSERT, "{not json", content_type="application/json"), 400, "parse_error")
+    assert_error(api.post(UPSERT, '{"external_id": "a\\u0000"}', content_type="application/json"), 400, "parse_error")
+    assert_error(api.post(UPSERT, '{"external_id": "\\ud800"}', content_type="application/json"), 400, "parse_error")
+    assert_error(api.post(UPSERT, "[1, 2]", content_type="application/json"), 400, "invalid")
+
+
+def test_read_one_member_with_rollups_and_points(make_client):
+    member = MemberFactory(external_id="M1")
+    events_ingest(
+        events=[
+            EventInput(
+                member_id=member.pk,
+                kind="purchase",
+                amount=Decimal("80.50"),
+                occurred_at=timezone.now(),
+                source="pos",
+                external_id="o1",
+            )
+        ]
+    )
+    EarnFactory(member=member, amount=300)
+
+    body = make_client(scopes=[Scope.MEMBERS_READ, Scope.POINTS_READ]).get("/api/v1/members/M1/").json()
+
+    assert body["external_id"] == "M1"
+    assert body["rollups"]["orders_count"] == 1 and body["rollups"]["total_spent"] == "80.50"
+    assert body["points"] == {"balance": 300, "lifetime_earned": 300, "lifetime_redeemed": 0, "lifetime_expired": 0}
+    # What the CRM has not computed yet keeps its documented place in the shape.
+    assert body["tier"] is None and body["badges"] == []
+    assert {"value_layer", "lifecycle_stage"} <= set(body)
+
+
+def test_a_key_without_points_read_does_not_see_points(make_client):
+    member = MemberFactory(external_id="M1")
+    EarnFactory(member=member, amount=300)
+
+    body = make_client(scopes=[Scope.MEMBERS_READ]).get("/api/v1/members/M1/").json()
+
+    assert body["points"] is None
+
+
+def test_read_one_unknown_member_is_404(api):
+    assert_error(api.get("/api/v1/members/nobody/"), 404, "not_found")
+
+
+def test_read_one_member_costs_a_bounded_number_of_queries(api, django_assert_max_num_queries):
+    member = MemberFactory(external_id="M1")
+    EarnFactory(member=member, amount=10)
+    api.get("/api/v1/members/M1/")  # the key's snapshot is cached from here on
+
+    # Member, points account (and the layers' score where it exists) in one joined query.
+    with django_assert_max_num_queries(1):
+        assert api.get("/api/v1/members/M1/").status_code == 200
+
+
+def test_list_filters_and_pages_with_a_cursor(api):
+    now = timezone.now()
+    shanghai = [MemberFactory(city="上海", joined_at=now - timedelta(days=i)) for i in range(5)]
+    MemberFactory(city="北京")
+    MemberFactory(city="上海", external_id=None, phone=None)  # no partner id: not listed
+
+    first = api.get("/api/v1/members/", {"city": "上海", "page_size": 2}).json()
+    second = api.get(first["next"]).json()
+    third = api.get(second["next"]).json()
+
+    seen = [m["external_id"] for page in (first, second, third) for m in page["results"]]
+    assert seen == [m.external_id for m in sorted(shanghai, key=lambda m: m.pk)]
+    assert third["next"] is None
+    recent = api.get(
+        "/api/v1/members/", {"city": "上海", "joined_after": (now - timedelta(days=1, hours=1)).isoformat()}
+    )
+    assert len(recent.json()["results"]) == 2
+    by_ids = api.get("/api/v1/members/", {"external_id": [shanghai[0].external_id, shanghai[1].external_id]})
+    assert len(by_ids.json()["results"]) == 2
+
+
+def test_list_rejects_bad_filters_and_cursors(api):
+    assert_error(api.get("/api/v1/members/", {"channel": "fax"}), 400, "invalid")
+    assert_error(api.get("/api/v1/members/", {"joined_after": "yesterday"}), 400, "invalid")
+    assert_error(api.get("/api/v1/members/", {"cursor": "garbage"}), 404, "not_found")
+
+
+def test_list_query_count_does_not_grow_with_the_page(api, django_assert_max_num_queries):
+    MemberFactory.create_batch(60)
+    api.get("/api/v1/members/")  # the key's snapshot is cached from here on
+
+    with django_assert_max_num_queries(1):
+        response = api.get("/api/v1/members/", {"page_size": 50})
+
+    assert len(response.json()["results"]) == 50
