@@ -28,6 +28,17 @@ _OPERATOR = [
     "loyalty.view_pointsentry",
     "loyalty.view_pointsallocation",
     "loyalty.view_loyaltysettings",
+    # Layers, churn warning and segments (issue 4).
+    "members.view_segment",
+    "members.add_segment",
+    "members.change_segment",
+    "members.refresh_segment",
+    "members.view_segmentsnapshot",
+    "members.view_memberscore",
+    "members.view_stagetransition",
+    "members.view_layersnapshot",
+    "members.view_layerjobrun",
+    "members.view_layersettings",
 ]
 
 _SUPERVISOR = _OPERATOR + [
@@ -42,6 +53,9 @@ _SUPERVISOR = _OPERATOR + [
     "django_celery_beat.view_intervalschedule",
     "loyalty.adjust_points",
     "loyalty.change_loyaltysettings",
+    "members.delete_segment",
+    "members.change_layersettings",
+    "members.add_layerjobrun",
     "crm.view_partner",
     "crm.add_partner",
     "crm.change_partner",
@@ -61,6 +75,13 @@ _AUDITOR = [
     "loyalty.view_pointsentry",
     "loyalty.view_pointsallocation",
     "loyalty.view_loyaltysettings",
+    "members.view_segment",
+    "members.view_segmentsnapshot",
+    "members.view_memberscore",
+    "members.view_stagetransition",
+    "members.view_layersnapshot",
+    "members.view_layerjobrun",
+    "members.view_layersettings",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

@@ -38,6 +38,23 @@ SCHEDULES: list[Schedule] = [
         expires=600,
     ),
     Schedule(
+        name="Recompute layers, stages and churn scores (nightly)",
+        task="members.tasks.recompute_layers_full",
+        crontab={"minute": "0", "hour": "4"},
+        description="RFM, value layers, lifecycle stages, churn probability and risk, and automatic tags for "
+        "every member, then every segment set to refresh on schedule. Runs after the rollup rebuild.",
+        expires=6 * 3600,
+    ),
+    Schedule(
+        name="Recompute layers for members with new events (hourly)",
+        task="members.tasks.recompute_layers_incremental",
+        crontab={"minute": "40"},
+        description="The same figures for members with events recorded since the last run, scored with the "
+        "cut points of the last nightly run; refreshes scheduled segments too. Skipped while the nightly "
+        "run is under way.",
+        expires=1800,
+    ),
+    Schedule(
         name="Expire points (nightly)",
         task="loyalty.tasks.expire_points",
         crontab={"minute": "10", "hour": "0"},

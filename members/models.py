@@ -278,3 +278,8 @@ class ImportJob(BaseModel):
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.SUCCEEDED, self.Status.REJECTED, self.Status.FAILED}
+
+
+# Layers, stages, churn scores and segments (issue 4) live in their own module; importing it here
+# registers its models with the app.
+from members.models_layers import *  # noqa: E402,F401,F403

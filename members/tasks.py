@@ -34,3 +34,42 @@ def fail_stuck_import_jobs() -> int:
     from members.services import import_jobs_fail_stuck
 
     return import_jobs_fail_stuck()
+
+
+# Layers, stages, churn scores and segments (issue 4) ------------------------------------------
+
+
+@shared_task(acks_late=True)
+def recompute_layers_full() -> int:
+    """Nightly: every member's scores, layers, stages and tags, then the scheduled segments."""
+    from members.services.layers import layers_recompute_full
+    from members.services.segments import segments_refresh_all
+
+    run = layers_recompute_full()
+    segments_refresh_all()
+    return run.rows
+
+
+@shared_task(acks_late=True)
+def recompute_layers_incremental() -> int:
+    """Hourly: members with new events since the last run, then the scheduled segments."""
+    from members.services.layers import layers_recompute_incremental
+    from members.services.segments import segments_refresh_all
+
+    run = layers_recompute_incremental()
+    if run is None:
+        return 0
+    segments_refresh_all()
+    return run.rows
+
+
+@shared_task(acks_late=True)
+def refresh_segment(segment_id: int) -> int:
+    """On demand from the admin: materialize one segment's members."""
+    from members.models_layers import Segment
+    from members.services.segments import segment_refresh
+
+    segment = Segment.objects.filter(pk=segment_id).first()
+    if segment is None:
+        return 0
+    return segment_refresh(segment=segment).members

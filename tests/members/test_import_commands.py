@@ -73,3 +73,11 @@ def test_unusable_files_are_command_errors(db, tmp_path):
         call_command("import_members", str(tmp_path / "missing.csv"))
     with pytest.raises(CommandError, match="external_id"):
         call_command("import_members", str(write(tmp_path, [["姓名"], ["A"]])))
+
+
+@pytest.mark.parametrize("name", ["import_members", "import_events"])
+def test_help_lists_the_options(name):
+    from django.core.management import load_command_class
+
+    help_text = load_command_class("members", name).create_parser("manage.py", name).format_help()
+    assert "--dry-run" in help_text and "--skip-invalid" in help_text

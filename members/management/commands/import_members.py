@@ -107,5 +107,5 @@ class ImportCommand(BaseCommand):
 
 
 class Command(ImportCommand):
-    help = _("Import or update members from a CSV or XLSX file (upsert by member number, else by phone).")
+    help = "Import or update members from a CSV or XLSX file (upsert by member number, else by phone)."
     target = ImportJob.Target.MEMBERS

@@ -1,0 +1,900 @@
+"""RFM, value layers, lifecycle stages, churn scores and automatic tags, recomputed set-based.
+
+A run works in three phases over member-id ranges (or, for the incremental run, over the
+members with new events), every step one SQL statement over the range:
+
+1. raw figures into drafts (`MemberScoreDraft`): recency, frequency and monetary over the RFM
+   window, recent orders, customer age, days without activity, live-stream watches, top
+   interaction, points expiring;
+2. R, F and M scores from cut points. The full run derives the cut points from the whole
+   population (rank-based quantiles among members who bought in the window, ties sharing a
+   score) and keeps them on its run row; the incremental run reuses the last full run's, so
+   both score alike;
+3. value layer (composite rank cut points), lifecycle stage, P(alive) and expected purchases
+   (BG/NBD, members/churn_model.py), churn risk with its reasons.
+
+Then one transaction publishes the drafts: stage changes appended to StageTransition,
+MemberScore upserted, automatic tags synced, today's layer/stage counts snapshotted. A run that
+fails or is superseded before that leaves the published results as they were.
+
+Portable between PostgreSQL and SQLite (>= 3.33: window functions, UPSERT, UPDATE … FROM).
+Statements use named parameters; datetimes are passed through `connection.ops` adapters.
+"""
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from members.models import EventKind, InteractionKind, Member, MemberEvent, MemberTag, Tag, TagKind
+from members.models_layers import (
+    AutomaticTag,
+    LayerJobRun,
+    LayerSettings,
+    LayerSnapshot,
+    LifecycleStage,
+    MemberScore,
+    MemberScoreDraft,
+    StageTransition,
+    ValueLayer,
+)
+from members.selectors import member_id_ranges
+
+logger = logging.getLogger(__name__)
+
+# A run that has not reported progress for this long is taken as dead: a newer run supersedes it.
+STUCK_AFTER = timedelta(minutes=15)
+RANGE_SIZE = 50_000
+IDS_SLICE = 5_000
+# Distinct (x, t_x, T) summaries the churn model is fitted on at most; a uniform sample above.
+MAX_FIT_GROUPS = 50_000
+VALUES_BATCH = 2_000
+# A small L2 penalty keeps the fit away from degenerate parameters on small or odd populations
+# (lifetimes recommends 0.001-0.1); the golden CDNOW test fits without it.
+FIT_PENALIZER = 0.001
+PUBLISH_LOCK_KEY = 4_104_001  # pg advisory lock: one publish at a time
+
+Progress = Callable[[LayerJobRun], None]
+
+
+class RunSuperseded(Exception):
+    """A newer run took over; this one stops without publishing."""
+
+
+# Default automatic tags (name, rule, argument). Names are data: staff may rename them.
+DEFAULT_AUTOMATIC_TAGS = [
+    ("高消费", AutomaticTag.Rule.HIGH_SPENDER, ""),
+    ("本月生日", AutomaticTag.Rule.BIRTHDAY_MONTH, ""),
+    ("爱看直播", AutomaticTag.Rule.LIVE_LOVER, ""),
+    ("积分即将过期", AutomaticTag.Rule.POINTS_EXPIRING, ""),
+    ("偏好:浏览", AutomaticTag.Rule.PREFERS, InteractionKind.VIEW),
+    ("偏好:点赞", AutomaticTag.Rule.PREFERS, InteractionKind.LIKE),
+    ("偏好:评论", AutomaticTag.Rule.PREFERS, InteractionKind.COMMENT),
+    ("偏好:分享", AutomaticTag.Rule.PREFERS, InteractionKind.SHARE),
+    ("偏好:直播", AutomaticTag.Rule.PREFERS, InteractionKind.LIVE_WATCH),
+    ("偏好:文章", AutomaticTag.Rule.PREFERS, InteractionKind.ARTICLE_READ),
+]
+
+
+# Reasons ------------------------------------------------------------------------------------
+
+
+def churn_reasons_text(reasons: dict | None) -> str:
+    """'no interaction for 21 days; purchase rate down 60%; points expiring', in the active language."""
+    if not reasons:
+        return ""
+    parts = []
+    if reasons.get("inactive_days") is not None:
+        days = int(reasons["inactive_days"])
+        parts.append(
+            ngettext("no interaction for %(days)d day", "no interaction for %(days)d days", days) % {"days": days}
+        )
+    if reasons.get("purchase_drop_pct") is not None:
+        parts.append(_("purchase rate down %(pct)d%%") % {"pct": int(reasons["purchase_drop_pct"])})
+    if reasons.get("p_alive_pct") is not None:
+        parts.append(_("only %(pct)d%% likely to buy again") % {"pct": int(reasons["p_alive_pct"])})
+    if reasons.get("points_expiring"):
+        parts.append(_("points expiring"))
+    return "; ".join(parts)
+
+
+# SQL helpers --------------------------------------------------------------------------------
+
+
+def _pg() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _dt(value: datetime):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _days_since(column: str, ref: str = "%(now)s") -> str:
+    """Whole days from `column` to the reference time, never negative."""
+    if _pg():
+        return (
+            f"GREATEST(0, CAST(FLOOR(EXTRACT(EPOCH FROM (CAST({ref} AS timestamptz) - {column})) / 86400) AS integer))"
+        )
+    return f"MAX(0, CAST(julianday({ref}) - julianday({column}) AS INTEGER))"
+
+
+def _least(a: str, b: str) -> str:
+    return f"LEAST({a}, {b})" if _pg() else f"MIN({a}, {b})"
+
+
+def _kinds(kinds: Iterable[str]) -> str:
+    # Our own enum values, never user input.
+    return ", ".join(f"'{kind}'" for kind in sorted(kinds))
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The members a step works on: an id range (full run) or a list of ids (incremental)."""
+
+    first: int | None = None
+    last: int | None = None
+    ids: tuple[int, ...] | None = None
+
+    def sql(self, column: str) -> tuple[str, dict]:
+        if self.ids is None:
+            return f"{column} BETWEEN %(scope_first)s AND %(scope_last)s", {
+                "scope_first": self.first,
+                "scope_last": self.last,
+            }
+        if _pg():
+            return f"{column} = ANY(%(scope_ids)s)", {"scope_ids": list(self.ids)}
+        return f"{column} IN (SELECT value FROM json_each(%(scope_ids)s))", {"scope_ids": json.dumps(list(self.ids))}
+
+
+def _execute(sql: str, params: dict) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _fetchall(sql: str, params: dict) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+DRAFT = MemberScoreDraft._meta.db_table
+MEMBER = Member._meta.db_table
+EVENT = MemberEvent._meta.db_table
+
+
+# Run bookkeeping ----------------------------------------------------------------------------
+
+
+def _run_start(*, kind: str, started_by=None) -> LayerJobRun:
+    """Create the run row; supersede runs of the same kind and any that stopped reporting."""
+    now = timezone.now()
+    running = LayerJobRun.objects.filter(status=LayerJobRun.Status.RUNNING)
+    stale = running.filter(kind=kind) | running.filter(heartbeat_at__lt=now - STUCK_AFTER)
+    superseded = list(stale.values_list("pk", flat=True))
+    if superseded:
+        LayerJobRun.objects.filter(pk__in=superseded).update(
+            status=LayerJobRun.Status.SUPERSEDED,
+            finished_at=now,
+            error="Superseded by a newer run.",
+        )
+        logger.warning("layer runs superseded: %s", superseded)
+    # Drafts of runs that are no longer running are left-overs of a crash.
+    live = LayerJobRun.objects.filter(status=LayerJobRun.Status.RUNNING).values_list("pk", flat=True)
+    MemberScoreDraft.objects.exclude(run_id__in=list(live)).delete()
+    last_event = MemberEvent.objects.aggregate(last=Max("id"))["last"]
+    return LayerJobRun.objects.create(
+        kind=kind,
+        started_at=now,
+        heartbeat_at=now,
+        events_until=now,
+        last_event_id=last_event or 0,
+        started_by=started_by,
+    )
+
+
+def _checkpoint(run: LayerJobRun, *, step: str, advance: int = 0, progress: Progress | None = None) -> None:
+    """Record progress (committed at once, so the admin shows it) and stop if superseded."""
+    status = LayerJobRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
+    if status != LayerJobRun.Status.RUNNING:
+        raise RunSuperseded(f"run {run.pk} is {status}")
+    run.step = step
+    run.done += advance
+    run.heartbeat_at = timezone.now()
+    LayerJobRun.objects.filter(pk=run.pk).update(step=run.step, done=run.done, heartbeat_at=run.heartbeat_at)
+    if progress is not None:
+        progress(run)
+
+
+def _run_fail(run: LayerJobRun, error: BaseException) -> None:
+    MemberScoreDraft.objects.filter(run_id=run.pk).delete()
+    status = LayerJobRun.Status.SUPERSEDED if isinstance(error, RunSuperseded) else LayerJobRun.Status.FAILED
+    LayerJobRun.objects.filter(pk=run.pk, status=LayerJobRun.Status.RUNNING).update(
+        status=status, finished_at=timezone.now(), error=str(error)[:4000]
+    )
+    run.refresh_from_db()
+
+
+# Phase 1: raw figures -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Context:
+    run: LayerJobRun
+    settings: LayerSettings
+    now: datetime
+
+    def params(self, **extra) -> dict:
+        s = self.settings
+        now = self.now
+        return {
+            "run": self.run.pk,
+            "now": _dt(now),
+            "window_start": _dt(now - timedelta(days=s.rfm_window_days)),
+            "trend_start": _dt(now - timedelta(days=s.trend_days)),
+            **extra,
+        }
+
+
+def _draft_raw(ctx: Context, scope: Scope) -> int:
+    member_scope, scope_params = scope.sql("m.id")
+    event_scope, _unused = scope.sql("e.member_id")
+    purchase, refund = EventKind.PURCHASE.value, EventKind.REFUND.value
+    sql = f"""
+        INSERT INTO {DRAFT} (run_id, member_id, recency_days, frequency, monetary, recent_frequency,
+            first_purchase_days, inactive_days, r_score, f_score, m_score, rfm_score, value_layer,
+            lifecycle_stage, churn_risk, churn_reasons, live_watches, top_interaction, points_expiring)
+        SELECT %(run)s, m.id,
+            CASE WHEN m.last_purchase_at IS NULL THEN NULL ELSE {_days_since("m.last_purchase_at")} END,
+            COALESCE(p.orders, 0), COALESCE(p.spent, 0), COALESCE(p.recent, 0),
+            CASE WHEN p.first_at IS NULL THEN NULL ELSE {_days_since("p.first_at")} END,
+            {_days_since("COALESCE(m.last_active_at, m.joined_at)")},
+            1, 1, 1, 3, '{ValueLayer.EDGE}', '', 0, '{{}}', 0, '', FALSE
+        FROM {MEMBER} m
+        LEFT JOIN (
+            SELECT e.member_id,
+                   SUM(CASE WHEN e.kind = '{purchase}' THEN 1 ELSE 0 END) AS orders,
+                   SUM(CASE WHEN e.kind = '{purchase}' THEN COALESCE(e.amount, 0)
+                            ELSE -COALESCE(e.amount, 0) END) AS spent,
+                   SUM(CASE WHEN e.kind = '{purchase}' AND e.occurred_at >= %(trend_start)s
+                            THEN 1 ELSE 0 END) AS recent,
+                   MIN(CASE WHEN e.kind = '{purchase}' THEN e.occurred_at END) AS first_at
+            FROM {EVENT} e
+            WHERE {event_scope} AND e.kind IN ('{purchase}', '{refund}')
+              AND e.occurred_at >= %(window_start)s AND e.occurred_at <= %(now)s
+            GROUP BY e.member_id
+        ) p ON p.member_id = m.id
+        WHERE {member_scope}
+    """
+    written = _execute(sql, ctx.params(**scope_params))
+    _draft_interactions(ctx, scope)
+    _draft_points_expiring(ctx, scope)
+    return written
+
+
+def _draft_interactions(ctx: Context, scope: Scope) -> None:
+    s = ctx.settings
+    event_scope, scope_params = scope.sql("e.member_id")
+    interaction = EventKind.INTERACTION.value
+    params = ctx.params(
+        live_start=_dt(ctx.now - timedelta(days=s.live_lover_days)),
+        pref_start=_dt(ctx.now - timedelta(days=s.content_preference_days)),
+        pref_min=s.content_preference_min_events,
+        **scope_params,
+    )
+    _execute(
+        f"""
+        UPDATE {DRAFT} SET live_watches = t.n
+        FROM (SELECT e.member_id, COUNT(*) AS n FROM {EVENT} e
+              WHERE {event_scope} AND e.kind = '{interaction}' AND e.sub_kind = '{InteractionKind.LIVE_WATCH}'
+                AND e.occurred_at >= %(live_start)s AND e.occurred_at <= %(now)s
+              GROUP BY e.member_id) t
+        WHERE {DRAFT}.run_id = %(run)s AND {DRAFT}.member_id = t.member_id
+        """,
+        params,
+    )
+    # The most frequent interaction sub-kind of the period; ties go to the first in name order.
+    _execute(
+        f"""
+        UPDATE {DRAFT} SET top_interaction = t.sub_kind
+        FROM (SELECT member_id, sub_kind FROM (
+                SELECT e.member_id, e.sub_kind, COUNT(*) AS n,
+                       ROW_NUMBER() OVER (PARTITION BY e.member_id ORDER BY COUNT(*) DESC, e.sub_kind) AS rn
+                FROM {EVENT} e
+                WHERE {event_scope} AND e.kind = '{interaction}' AND e.sub_kind <> ''
+                  AND e.occurred_at >= %(pref_start)s AND e.occurred_at <= %(now)s
+                GROUP BY e.member_id, e.sub_kind) ranked
+              WHERE rn = 1 AND n >= %(pref_min)s) t
+        WHERE {DRAFT}.run_id = %(run)s AND {DRAFT}.member_id = t.member_id
+        """,
+        params,
+    )
+
+
+def _points_expiring_queryset(*, days: int, now: datetime):
+    """Members with points expiring soon, from the loyalty app when it offers the selector."""
+    try:
+        from loyalty.selectors import members_with_points_expiring
+    except ImportError:  # loyalty not installed or not built yet: the tag and the reason stay off
+        return None
+    return members_with_points_expiring(days=days, now=now)
+
+
+def _draft_points_expiring(ctx: Context, scope: Scope) -> None:
+    expiring = _points_expiring_queryset(days=ctx.settings.points_expiring_days, now=ctx.now)
+    if expiring is None:
+        return
+    members = Member.objects.filter(pk__in=expiring.order_by().values("pk"))
+    if scope.ids is None:
+        members = members.filter(pk__range=(scope.first, scope.last))
+    else:
+        members = members.filter(pk__in=list(scope.ids))
+    sql, params = members.order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {DRAFT} SET points_expiring = TRUE WHERE run_id = %s AND member_id IN ({sql})",
+            [ctx.run.pk, *params],
+        )
+
+
+# Phase 2: R, F, M scores ----------------------------------------------------------------------
+
+# Sort keys: a higher key is better. Recency: fewer days since the last purchase is better.
+_SCORE_KEYS = {
+    "r": "(-COALESCE(recency_days, 0))",
+    "f": "frequency",
+    "m": "monetary",
+}
+
+
+def rfm_cut_points(*, run_id: int, buckets: int) -> dict[str, list[list]]:
+    """For each of R, F and M: [score, lowest key with that score] among members who bought.
+
+    Score = 1 + floor(buckets * (rank - 1) / N), rank counted from the lowest key with ties
+    sharing the lowest rank, so equal values always get equal scores.
+    """
+    cuts: dict[str, list[list]] = {}
+    for name, key in _SCORE_KEYS.items():
+        rows = _fetchall(
+            f"""
+            SELECT bucket, MIN(k) FROM (
+                SELECT {key} AS k,
+                       1 + (RANK() OVER (ORDER BY {key}) - 1) * %(buckets)s / COUNT(*) OVER () AS bucket
+                FROM {DRAFT} WHERE run_id = %(run)s AND frequency > 0
+            ) ranked GROUP BY bucket ORDER BY bucket
+            """,
+            {"run": run_id, "buckets": buckets},
+        )
+        cuts[name] = [[int(bucket), str(low)] for bucket, low in rows]
+    return cuts
+
+
+def _number(text: str):
+    """A cut point as a SQL parameter. SQLite compares a bound text with an expression as text,
+    so numbers must be bound as numbers; PostgreSQL keeps decimals exact."""
+    value = Decimal(text)
+    if value == value.to_integral_value():
+        return int(value)
+    return value if _pg() else float(value)
+
+
+def _score_case(key: str, cuts: list[list], prefix: str) -> tuple[str, dict]:
+    params = {}
+    branches = []
+    for bucket, low in sorted(cuts, key=lambda c: -c[0]):
+        if bucket <= 1:
+            continue
+        name = f"{prefix}{bucket}"
+        params[name] = _number(low)
+        branches.append(f"WHEN {key} >= %({name})s THEN {int(bucket)}")
+    if not branches:
+        return "1", params
+    return f"CASE WHEN frequency = 0 THEN 1 {' '.join(branches)} ELSE 1 END", params
+
+
+def _draft_scores(ctx: Context, scope: Scope, cut_points: dict) -> None:
+    draft_scope, scope_params = scope.sql("member_id")
+    sets, params = [], ctx.params(**scope_params)
+    for name, key in _SCORE_KEYS.items():
+        case, case_params = _score_case(key, cut_points.get(name, []), f"cut_{name}_")
+        sets.append(f"{name}_score = {case}")
+        params.update(case_params)
+    _execute(f"UPDATE {DRAFT} SET {', '.join(sets)} WHERE run_id = %(run)s AND {draft_scope}", params)
+    _execute(
+        f"UPDATE {DRAFT} SET rfm_score = r_score + f_score + m_score WHERE run_id = %(run)s AND {draft_scope}",
+        params,
+    )
+
+
+def layer_cut_points(*, run_id: int, high_percent: int, potential_percent: int) -> dict[str, int | None]:
+    """Lowest RFM score of the high-value and potential layers.
+
+    Members are ranked by RFM score, highest first, ties sharing a rank; rank r of N is in the
+    high-value layer when (r - 1) / N < high%, in the potential layer when below high% +
+    potential%. Members without a purchase in the window rank last and are always edge.
+    """
+    key = "CASE WHEN frequency = 0 THEN 0 ELSE rfm_score END"
+    rows = _fetchall(
+        f"""
+        SELECT layer, MIN(k) FROM (
+            SELECT k, CASE WHEN (rk - 1) * 100 < %(high)s * n THEN 'high'
+                           WHEN (rk - 1) * 100 < %(both)s * n THEN 'potential' ELSE 'edge' END AS layer
+            FROM (SELECT {key} AS k, RANK() OVER (ORDER BY {key} DESC) AS rk, COUNT(*) OVER () AS n
+                  FROM {DRAFT} WHERE run_id = %(run)s) ranked
+            WHERE k > 0
+        ) layered GROUP BY layer
+        """,
+        {"run": run_id, "high": high_percent, "both": high_percent + potential_percent},
+    )
+    found = {layer: int(low) for layer, low in rows}
+    return {"high": found.get("high"), "potential": found.get("potential")}
+
+
+# Phase 3: layer, stage, churn ---------------------------------------------------------------
+
+
+def _draft_layer_and_stage(ctx: Context, scope: Scope, layer_cuts: dict) -> None:
+    s = ctx.settings
+    draft_scope, scope_params = scope.sql(f"{DRAFT}.member_id")
+    branches = []
+    if layer_cuts.get("high") is not None:
+        branches.append(f"WHEN rfm_score >= %(layer_high)s THEN '{ValueLayer.HIGH}'")
+    if layer_cuts.get("potential") is not None:
+        branches.append(f"WHEN rfm_score >= %(layer_potential)s THEN '{ValueLayer.POTENTIAL}'")
+    layer = f"CASE WHEN frequency = 0 THEN '{ValueLayer.EDGE}' {' '.join(branches)} ELSE '{ValueLayer.EDGE}' END"
+    # First matching rule wins. Activity is any kind but leaving a group (ACTIVE_KINDS): a member
+    # who buys less but reads or watches daily stays active. Silent is judged on three
+    # dimensions, each quiet for silent_days: purchases, campaign participation and following.
+    life = "COALESCE(m.last_active_at, m.joined_at)"
+    stage = f"""CASE
+        WHEN m.joined_at >= %(new_cut)s THEN '{LifecycleStage.NEW}'
+        WHEN COALESCE(m.last_purchase_at, m.joined_at) < %(silent_cut)s
+             AND COALESCE(m.last_interaction_at, m.joined_at) < %(silent_cut)s
+             AND {life} < %(silent_cut)s THEN '{LifecycleStage.SILENT}'
+        WHEN {life} < %(churned_cut)s THEN '{LifecycleStage.CHURNED}'
+        WHEN {life} < %(at_risk_cut)s THEN '{LifecycleStage.AT_RISK}'
+        WHEN {DRAFT}.frequency > 0 THEN '{LifecycleStage.PAYING}'
+        ELSE '{LifecycleStage.ACTIVE}' END"""
+    params = ctx.params(
+        layer_high=layer_cuts.get("high"),
+        layer_potential=layer_cuts.get("potential"),
+        new_cut=_dt(ctx.now - timedelta(days=s.new_member_days)),
+        silent_cut=_dt(ctx.now - timedelta(days=s.silent_days)),
+        churned_cut=_dt(ctx.now - timedelta(days=s.churned_days)),
+        at_risk_cut=_dt(ctx.now - timedelta(days=s.at_risk_days)),
+        **scope_params,
+    )
+    _execute(
+        f"""
+        UPDATE {DRAFT} SET value_layer = {layer}, lifecycle_stage = {stage}
+        FROM {MEMBER} m
+        WHERE m.id = {DRAFT}.member_id AND {DRAFT}.run_id = %(run)s AND {draft_scope}
+        """,
+        params,
+    )
+
+
+def fit_churn_model(*, run_id: int, seed: int = 0):
+    """Fit BG/NBD on the drafts' purchase summaries, grouped so that equal summaries weigh once."""
+    from members import churn_model
+
+    rows = _fetchall(
+        f"""
+        SELECT frequency - 1, first_purchase_days - COALESCE(recency_days, 0), first_purchase_days, COUNT(*)
+        FROM {DRAFT} WHERE run_id = %(run)s AND frequency > 0 AND first_purchase_days IS NOT NULL
+        GROUP BY frequency - 1, first_purchase_days - COALESCE(recency_days, 0), first_purchase_days
+        """,
+        {"run": run_id},
+    )
+    if not rows:
+        return None
+    data = np.asarray(rows, dtype=float)
+    if len(data) > MAX_FIT_GROUPS:
+        keep = np.random.default_rng(seed).choice(len(data), size=MAX_FIT_GROUPS, replace=False)
+        data = data[keep]
+    try:
+        return churn_model.fit(
+            frequency=data[:, 0], recency=data[:, 1], T=data[:, 2], weights=data[:, 3], penalizer=FIT_PENALIZER
+        )
+    except churn_model.ChurnModelError as error:
+        logger.warning("churn model not fitted: %s", error)
+        return None
+
+
+def _draft_churn_model(ctx: Context, scope: Scope, params) -> None:
+    from members import churn_model
+
+    if params is None:
+        return
+    draft_scope, scope_params = scope.sql("member_id")
+    rows = _fetchall(
+        f"""SELECT member_id, frequency - 1, first_purchase_days - COALESCE(recency_days, 0), first_purchase_days
+            FROM {DRAFT} WHERE run_id = %(run)s AND frequency > 0 AND first_purchase_days IS NOT NULL
+              AND {draft_scope}""",
+        ctx.params(**scope_params),
+    )
+    if not rows:
+        return
+    data = np.asarray(rows, dtype=float)
+    # A first purchase today gives T = 0, where the model is undefined: count it as half a day.
+    age = np.maximum(data[:, 3], 0.5)
+    prediction = churn_model.predict(
+        params=params, frequency=data[:, 1], recency=np.minimum(data[:, 2], age), T=age, horizons_days=(30, 90)
+    )
+    values = np.column_stack([data[:, 0], prediction.p_alive, prediction.expected[0], prediction.expected[1]])
+    for start in range(0, len(values), VALUES_BATCH):
+        batch = values[start : start + VALUES_BATCH]
+        placeholders = ", ".join(["(%s, %s, %s, %s)"] * len(batch))
+        flat: list = []
+        for member_id, p_alive, e30, e90 in batch:
+            flat += [int(member_id), round(float(p_alive), 6), round(float(e30), 6), round(float(e90), 6)]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                UPDATE {DRAFT} SET p_alive = v.p, expected_purchases_30d = v.e30, expected_purchases_90d = v.e90
+                FROM (SELECT column1 AS id, column2 AS p, column3 AS e30, column4 AS e90
+                      FROM (VALUES {placeholders}) AS raw) AS v
+                WHERE {DRAFT}.run_id = %s AND {DRAFT}.member_id = v.id
+                """,
+                [*flat, ctx.run.pk],
+            )
+
+
+def _draft_churn_risk(ctx: Context, scope: Scope) -> None:
+    """Churn risk 0-100 and its reasons.
+
+    Inactivity weighs most (40 at the at-risk threshold rising to 80 at silent); a purchase
+    rate down by at least the configured share adds up to 20; a low P(alive) up to 30; points
+    expiring 10. Buying signals count half for a member active within the at-risk threshold:
+    who buys less but engages daily is not drifting.
+    """
+    s = ctx.settings
+    draft_scope, scope_params = scope.sql("member_id")
+    trend = s.trend_days
+    params = ctx.params(
+        ar=s.at_risk_days,
+        span=max(s.silent_days - s.at_risk_days, 1),
+        silent=s.silent_days,
+        trend=trend,
+        drop_min=s.purchase_drop_percent,
+        low_alive=s.low_p_alive_percent,
+        **scope_params,
+    )
+    # Rate of the trend period against the rate before it (within the window, since the first
+    # purchase); a member whose first purchase falls in the trend period has no "before".
+    previous = "(frequency - recent_frequency)"
+    previous_days = "CASE WHEN first_purchase_days - %(trend)s < 1 THEN 1 ELSE first_purchase_days - %(trend)s END"
+    drop = f"(100.0 - 100.0 * recent_frequency * ({previous_days}) / ({previous} * %(trend)s))"
+    _execute(
+        f"""UPDATE {DRAFT} SET purchase_drop_pct = CASE
+                WHEN {previous} > 0 AND first_purchase_days IS NOT NULL AND {drop} >= %(drop_min)s
+                THEN CAST({drop} AS INTEGER) END
+            WHERE run_id = %(run)s AND {draft_scope}""",
+        params,
+    )
+    inactivity = """CASE WHEN inactive_days < %(ar)s THEN 0 WHEN inactive_days >= %(silent)s THEN 80
+                     ELSE 40 + 40 * (inactive_days - %(ar)s) / %(span)s END"""
+    low_alive = "p_alive IS NOT NULL AND p_alive * 100 < %(low_alive)s"
+    buying = f"""(CASE WHEN purchase_drop_pct IS NULL THEN 0 ELSE 20 * purchase_drop_pct / 100 END
+                  + CASE WHEN {low_alive} THEN CAST(30 * (1 - p_alive) AS INTEGER) ELSE 0 END)"""
+    buying = f"CASE WHEN inactive_days < %(ar)s THEN {buying} / 2 ELSE {buying} END"
+    risk = f"({inactivity} + {buying} + CASE WHEN points_expiring THEN 10 ELSE 0 END)"
+    entries = [
+        ("inactive_days", "CASE WHEN inactive_days >= %(ar)s THEN inactive_days END"),
+        ("purchase_drop_pct", "purchase_drop_pct"),
+        ("p_alive_pct", f"CASE WHEN {low_alive} THEN CAST(ROUND(p_alive * 100) AS INTEGER) END"),
+        ("points_expiring", "CASE WHEN points_expiring THEN 1 END"),
+    ]
+    pairs = ", ".join(f"'{key}', {value}" for key, value in entries)
+    # Keys whose value is NULL are dropped: PostgreSQL strips nulls, SQLite's json_patch removes them.
+    reasons = (
+        f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if _pg() else f"json_patch('{{}}', json_object({pairs}))"
+    )
+    _execute(
+        f"""UPDATE {DRAFT} SET churn_risk = {_least(risk, "100")}, churn_reasons = {reasons}
+            WHERE run_id = %(run)s AND {draft_scope}""",
+        params,
+    )
+
+
+# Publishing ---------------------------------------------------------------------------------
+
+_SCORE_COLUMNS = [
+    "recency_days",
+    "frequency",
+    "monetary",
+    "recent_frequency",
+    "first_purchase_days",
+    "inactive_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_score",
+    "value_layer",
+    "lifecycle_stage",
+    "p_alive",
+    "expected_purchases_30d",
+    "expected_purchases_90d",
+    "churn_risk",
+    "churn_reasons",
+]
+
+
+def _publish(ctx: Context) -> int:
+    """Make the run's drafts the published results, in one transaction."""
+    score = MemberScore._meta.db_table
+    transition = StageTransition._meta.db_table
+    params = ctx.params()
+    with transaction.atomic():
+        if _pg():
+            _execute("SELECT pg_advisory_xact_lock(%(key)s)", {"key": PUBLISH_LOCK_KEY})
+        status = LayerJobRun.objects.select_for_update().filter(pk=ctx.run.pk).values_list("status", flat=True).first()
+        if status != LayerJobRun.Status.RUNNING:
+            raise RunSuperseded(f"run {ctx.run.pk} is {status}")
+        # A first stage is not a change; a stage unchanged since the last run is not one either.
+        _execute(
+            f"""INSERT INTO {transition} (member_id, from_stage, to_stage, at)
+                SELECT d.member_id, p.lifecycle_stage, d.lifecycle_stage, %(now)s
+                FROM {DRAFT} d JOIN {score} p ON p.member_id = d.member_id
+                WHERE d.run_id = %(run)s AND p.lifecycle_stage <> '' AND p.lifecycle_stage <> d.lifecycle_stage""",
+            params,
+        )
+        columns = ", ".join(_SCORE_COLUMNS)
+        selected = ", ".join(f"d.{c}" for c in _SCORE_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _SCORE_COLUMNS)
+        written = _execute(
+            f"""INSERT INTO {score} (member_id, {columns}, stage_since, computed_at)
+                SELECT d.member_id, {selected}, %(now)s, %(now)s
+                FROM {DRAFT} d JOIN {MEMBER} m ON m.id = d.member_id
+                WHERE d.run_id = %(run)s
+                ON CONFLICT (member_id) DO UPDATE SET {updates},
+                    stage_since = CASE WHEN {score}.lifecycle_stage = excluded.lifecycle_stage
+                                       THEN {score}.stage_since ELSE excluded.stage_since END,
+                    computed_at = excluded.computed_at""",
+            params,
+        )
+        _sync_automatic_tags(ctx)
+        _snapshot_counts(ctx.now)
+        MemberScoreDraft.objects.filter(run_id=ctx.run.pk).delete()
+        now = timezone.now()
+        LayerJobRun.objects.filter(pk=ctx.run.pk).update(
+            status=LayerJobRun.Status.SUCCEEDED,
+            finished_at=now,
+            heartbeat_at=now,
+            rows=written,
+            done=ctx.run.total,
+            step="done",
+        )
+    ctx.run.refresh_from_db()
+    return written
+
+
+def automatic_tags_ensure() -> dict[tuple[str, str], int]:
+    """The automatic tags by (rule, argument), creating the default ones that are missing."""
+    existing = {(a.rule, a.argument): a.tag_id for a in AutomaticTag.objects.all()}
+    for name, rule, argument in DEFAULT_AUTOMATIC_TAGS:
+        if (rule, argument) in existing:
+            continue
+        tag, _created = Tag.objects.get_or_create(name=name, defaults={"kind": TagKind.AUTOMATIC})
+        if tag.kind != TagKind.AUTOMATIC:
+            tag.kind = TagKind.AUTOMATIC
+            tag.save(update_fields=["kind", "updated_at"])
+        AutomaticTag.objects.get_or_create(rule=rule, argument=argument, defaults={"tag": tag})
+        existing[(rule, argument)] = tag.pk
+    return existing
+
+
+def _tag_condition(rule: str, argument: str) -> str:
+    Rule = AutomaticTag.Rule
+    if rule == Rule.HIGH_SPENDER:
+        return "d.monetary >= %(high_spender)s"
+    if rule == Rule.BIRTHDAY_MONTH:
+        month = "EXTRACT(MONTH FROM m.birthday)" if _pg() else "CAST(strftime('%%m', m.birthday) AS INTEGER)"
+        return f"m.birthday IS NOT NULL AND {month} = %(month)s"
+    if rule == Rule.LIVE_LOVER:
+        return "d.live_watches >= %(live_min)s"
+    if rule == Rule.POINTS_EXPIRING:
+        return "d.points_expiring"
+    if rule == Rule.PREFERS:
+        return "d.top_interaction = %(argument)s"
+    raise ValueError(f"unknown automatic tag rule {rule!r}")
+
+
+def _sync_automatic_tags(ctx: Context) -> None:
+    """Set-based: tag the draft members who match each rule, untag those who no longer do."""
+    s = ctx.settings
+    member_tag = MemberTag._meta.db_table
+    for (rule, argument), tag_id in automatic_tags_ensure().items():
+        condition = _tag_condition(rule, argument)
+        params = ctx.params(
+            tag=tag_id,
+            argument=argument,
+            high_spender=s.high_spender_yuan,
+            live_min=s.live_lover_min_watches,
+            month=timezone.localtime(ctx.now).month,
+        )
+        source = f"FROM {DRAFT} d JOIN {MEMBER} m ON m.id = d.member_id WHERE d.run_id = %(run)s"
+        _execute(
+            f"""DELETE FROM {member_tag} WHERE tag_id = %(tag)s AND member_id IN (
+                    SELECT d.member_id {source} AND (CASE WHEN {condition} THEN 1 ELSE 0 END) = 0)""",
+            params,
+        )
+        _execute(
+            f"""INSERT INTO {member_tag} (member_id, tag_id, created_at)
+                SELECT d.member_id, %(tag)s, %(now)s {source} AND {condition}
+                ON CONFLICT (member_id, tag_id) DO NOTHING""",
+            params,
+        )
+
+
+def _snapshot_counts(now: datetime) -> None:
+    day = timezone.localdate(now)
+    score = MemberScore._meta.db_table
+    LayerSnapshot.objects.filter(day=day).delete()
+    for dimension, column in (
+        (LayerSnapshot.Dimension.LAYER, "value_layer"),
+        (LayerSnapshot.Dimension.STAGE, "lifecycle_stage"),
+    ):
+        _execute(
+            f"""INSERT INTO {LayerSnapshot._meta.db_table} (day, dimension, value, members)
+                SELECT %(day)s, %(dimension)s, {column}, COUNT(*) FROM {score}
+                WHERE {column} <> '' GROUP BY {column}""",
+            {"day": connection.ops.adapt_datefield_value(day), "dimension": dimension.value},
+        )
+
+
+# Runs ---------------------------------------------------------------------------------------
+
+
+def _scopes_for_ranges(range_size: int) -> list[Scope]:
+    return [Scope(first=first, last=last) for first, last in member_id_ranges(size=range_size)]
+
+
+def layers_recompute_full(
+    *, now: datetime | None = None, progress: Progress | None = None, range_size: int = RANGE_SIZE, started_by=None
+) -> LayerJobRun:
+    """Recompute every member's scores, layers, stages, churn figures and automatic tags."""
+    run = _run_start(kind=LayerJobRun.Kind.FULL, started_by=started_by)
+    try:
+        ctx = Context(run=run, settings=LayerSettings.load(), now=now or timezone.now())
+        scopes = _scopes_for_ranges(range_size)
+        run.total = 3 * len(scopes) + 3
+        LayerJobRun.objects.filter(pk=run.pk).update(total=run.total)
+        for scope in scopes:
+            with transaction.atomic():
+                _draft_raw(ctx, scope)
+            _checkpoint(run, step="raw figures", advance=1, progress=progress)
+        cut_points = rfm_cut_points(run_id=run.pk, buckets=ctx.settings.score_buckets)
+        _checkpoint(run, step="score cut points", advance=1, progress=progress)
+        for scope in scopes:
+            with transaction.atomic():
+                _draft_scores(ctx, scope, cut_points)
+            _checkpoint(run, step="RFM scores", advance=1, progress=progress)
+        layer_cuts = layer_cut_points(
+            run_id=run.pk,
+            high_percent=ctx.settings.high_value_percent,
+            potential_percent=ctx.settings.potential_percent,
+        )
+        model = fit_churn_model(run_id=run.pk)
+        run.cut_points = {"rfm": cut_points, "layers": layer_cuts}
+        run.model_params = model.as_dict() if model is not None else {}
+        LayerJobRun.objects.filter(pk=run.pk).update(cut_points=run.cut_points, model_params=run.model_params)
+        _checkpoint(run, step="layers and churn model", advance=1, progress=progress)
+        for scope in scopes:
+            _draft_finish(ctx, scope, layer_cuts, model)
+            _checkpoint(run, step="stages and churn risk", advance=1, progress=progress)
+        _publish(ctx)
+        if progress is not None:
+            progress(run)
+    except BaseException as error:
+        _run_fail(run, error)
+        if isinstance(error, RunSuperseded):
+            logger.warning("layer run %s superseded", run.pk)
+            return run
+        raise
+    logger.info("layer run %s done rows=%s", run.pk, run.rows)
+    return run
+
+
+def _draft_finish(ctx: Context, scope: Scope, layer_cuts: dict, model) -> None:
+    with transaction.atomic():
+        _draft_layer_and_stage(ctx, scope, layer_cuts)
+        _draft_churn_model(ctx, scope, model)
+        _draft_churn_risk(ctx, scope)
+
+
+def changed_member_ids(*, since_event_id: int, since: datetime | None) -> list[int]:
+    """Members with events recorded after the event id, and members who joined the pool since."""
+    ids = set(
+        MemberEvent.objects.filter(id__gt=since_event_id).order_by().values_list("member_id", flat=True).distinct()
+    )
+    if since is not None:
+        ids.update(Member.objects.filter(created_at__gte=since).values_list("pk", flat=True))
+    return sorted(ids)
+
+
+def _chunks(ids: list[int], size: int) -> Iterator[tuple[int, ...]]:
+    for start in range(0, len(ids), size):
+        yield tuple(ids[start : start + size])
+
+
+def layers_recompute_incremental(
+    *, now: datetime | None = None, progress: Progress | None = None, started_by=None
+) -> LayerJobRun | None:
+    """Recompute the members with new events since the last run, with the last full run's cut points.
+
+    Falls back to a full run when none has succeeded yet; returns None (and does nothing) while
+    a full run is under way, since its results will include these members.
+    """
+    succeeded = LayerJobRun.objects.filter(status=LayerJobRun.Status.SUCCEEDED)
+    base = succeeded.filter(kind=LayerJobRun.Kind.FULL).order_by("-started_at", "-id").first()
+    if base is None:
+        return layers_recompute_full(now=now, progress=progress, started_by=started_by)
+    running_full = LayerJobRun.objects.filter(
+        kind=LayerJobRun.Kind.FULL, status=LayerJobRun.Status.RUNNING, heartbeat_at__gte=timezone.now() - STUCK_AFTER
+    )
+    if running_full.exists():
+        logger.info("incremental layer run skipped: a full run is under way")
+        return None
+    last = succeeded.exclude(kind=LayerJobRun.Kind.SEGMENTS).order_by("-started_at", "-id").first()
+    run = _run_start(kind=LayerJobRun.Kind.INCREMENTAL, started_by=started_by)
+    try:
+        ctx = Context(run=run, settings=LayerSettings.load(), now=now or timezone.now())
+        ids = changed_member_ids(since_event_id=last.last_event_id or 0, since=last.started_at)
+        scopes = [Scope(ids=chunk) for chunk in _chunks(ids, IDS_SLICE)]
+        run.total = len(scopes) + 1
+        run.cut_points = base.cut_points
+        run.model_params = base.model_params
+        LayerJobRun.objects.filter(pk=run.pk).update(
+            total=run.total, cut_points=run.cut_points, model_params=run.model_params
+        )
+        from members.churn_model import BgNbdParams
+
+        model = BgNbdParams.from_dict(base.model_params) if base.model_params else None
+        rfm_cuts = base.cut_points.get("rfm", {})
+        layer_cuts = base.cut_points.get("layers", {})
+        for scope in scopes:
+            with transaction.atomic():
+                _draft_raw(ctx, scope)
+                _draft_scores(ctx, scope, rfm_cuts)
+            _draft_finish(ctx, scope, layer_cuts, model)
+            _checkpoint(run, step="changed members", advance=1, progress=progress)
+        _publish(ctx)
+        if progress is not None:
+            progress(run)
+    except BaseException as error:
+        _run_fail(run, error)
+        if isinstance(error, RunSuperseded):
+            return run
+        raise
+    return run
+
+
+def layer_run_latest(kind: str | None = None) -> LayerJobRun | None:
+    runs = LayerJobRun.objects.all()
+    if kind:
+        runs = runs.filter(kind=kind)
+    return runs.order_by("-started_at", "-id").first()
+
+
+def layer_settings_update(*, settings_row: LayerSettings, fields: dict, actor=None) -> LayerSettings:
+    """Change thresholds; they apply from the next run."""
+    for name, value in fields.items():
+        setattr(settings_row, name, value)
+    settings_row.full_clean()
+    settings_row.save(update_fields=[*fields, "updated_at"])
+    logger.info("layer settings changed actor=%s fields=%s", getattr(actor, "pk", None), sorted(fields))
+    return settings_row

@@ -1,0 +1,143 @@
+"""Segment rules: validation with clear errors, and the members each rule selects."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from members.models import Channel, EventKind, InteractionKind, Member, MemberTag
+from members.models_layers import MemberScore
+from members.segment_rules import SegmentRuleError, describe_rules, rules_to_q, validate_rules
+from tests.factories import MemberFactory, TagFactory
+from tests.factories.layers import event, ingest, purchases
+
+DAY = timedelta(days=1)
+
+
+def cond(field, operator, value, **extra):
+    return {"field": field, "operator": operator, "value": value, **extra}
+
+
+# Validation (no database) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ({"op": "xor", "rules": []}, 'A group must have "op": "and" or "or"'),
+        ({"op": "and", "rules": [cond("shoe_size", "eq", 42)]}, "rules[0]: Unknown field 'shoe_size'"),
+        ({"op": "and", "rules": [cond("rfm_score", "in", [3])]}, "rules[0]: Operator 'in' does not apply to rfm_score"),
+        ({"op": "and", "rules": [cond("value_layer", "eq", "vip")]}, "rules[0]: vip is not a value_layer"),
+        (
+            {"op": "or", "rules": [{"op": "and", "rules": [cond("r_score", "gte", "x")]}]},
+            "rules[0].rules[0]: The value must be a whole number.",
+        ),
+        (
+            {"op": "and", "rules": [cond("event_count", "gte", 3, kind="check_in")]},
+            'rules[0]: An event condition needs "days"',
+        ),
+        ({"op": "and", "rules": [cond("event_count", "gte", 3, kind="dance", days=7)]}, "Event kind 'dance'"),
+        ({"op": "and", "rules": [cond("p_alive", "gt", 2)]}, "p_alive must be between 0 and 1"),
+        ({"op": "and", "rules": [cond("rfm_score", "between", [9, 4])]}, "The low value is above the high one."),
+        ({"op": "and", "rules": [cond("tags", "any", [])]}, "Pick at least one tag."),
+        ({"op": "and", "rules": "city=上海"}, 'A group\'s "rules" must be a list.'),
+    ],
+)
+def test_invalid_rules_are_rejected_with_the_place_and_the_reason(rules, message):
+    with pytest.raises(SegmentRuleError) as caught:
+        validate_rules(rules)
+    assert message in caught.value.message
+
+
+def test_groups_nest_to_a_limit():
+    rules = {"op": "and", "rules": []}
+    for _ in range(6):
+        rules = {"op": "or", "rules": [rules]}
+    with pytest.raises(SegmentRuleError, match="nest at most"):
+        validate_rules(rules)
+
+
+def test_validation_normalizes_values_and_empty_rules_mean_everyone():
+    assert validate_rules(None) == {"op": "and", "rules": []}
+    clean = validate_rules(
+        {"op": "and", "rules": [cond("r_score", "gte", "4"), cond("monetary", "between", [10, "99.5"])]}
+    )
+    assert clean["rules"][0]["value"] == 4
+    assert clean["rules"][1]["value"] == ["10", "99.5"]
+    assert describe_rules(clean) == "R score at least 4 AND monetary (yuan in window) between 10, 99.5"
+
+
+# Translation to members (database) --------------------------------------------------------------
+
+
+def _select(rules, now) -> set[int]:
+    return set(Member.objects.filter(rules_to_q(rules, now=now)).values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
+def test_member_fields_scores_and_or_groups():
+    now = timezone.now()
+    shanghai = MemberFactory(city="上海", channel=Channel.WECOM)
+    beijing = MemberFactory(city="北京", channel=Channel.APP)
+    hangzhou = MemberFactory(city="杭州", channel=Channel.WECOM)
+    MemberScore.objects.create(member=shanghai, value_layer="high", lifecycle_stage="paying", rfm_score=14, p_alive=0.9)
+    MemberScore.objects.create(member=beijing, value_layer="edge", lifecycle_stage="at_risk", rfm_score=5, p_alive=0.2)
+
+    assert _select({"op": "and", "rules": [cond("channel", "eq", "wecom")]}, now) == {shanghai.pk, hangzhou.pk}
+    assert _select({"op": "and", "rules": [cond("value_layer", "in", ["high", "potential"])]}, now) == {shanghai.pk}
+    assert _select({"op": "and", "rules": [cond("p_alive", "lt", 0.5)]}, now) == {beijing.pk}
+    either = {"op": "or", "rules": [cond("city", "eq", "北京"), cond("rfm_score", "gte", 12)]}
+    assert _select(either, now) == {shanghai.pk, beijing.pk}
+    nested = {
+        "op": "and",
+        "rules": [
+            cond("channel", "eq", "wecom"),
+            {"op": "or", "rules": [cond("city", "eq", "杭州"), cond("lifecycle_stage", "eq", "paying")]},
+        ],
+    }
+    assert _select(nested, now) == {shanghai.pk, hangzhou.pk}
+    assert _select({"op": "and", "rules": [cond("city", "not_in", ["上海", "北京"])]}, now) == {hangzhou.pk}
+    assert _select({"op": "and", "rules": []}, now) == {shanghai.pk, beijing.pk, hangzhou.pk}
+
+
+@pytest.mark.django_db
+def test_event_counts_in_the_last_n_days():
+    now = timezone.now()
+    regular = MemberFactory()
+    twice = MemberFactory()
+    lapsed_buyer = MemberFactory()
+    recent_buyer = MemberFactory()
+    ingest([event(regular, EventKind.CHECK_IN, at=now - (d + 0.2) * DAY) for d in range(4)])
+    ingest(
+        [event(twice, EventKind.CHECK_IN, at=now - (d + 0.2) * DAY) for d in (1, 2)]
+        + [event(twice, EventKind.CHECK_IN, at=now - 10.2 * DAY)]
+    )  # outside the 7 days
+    ingest(purchases(lapsed_buyer, now=now, days_ago=[75.2]))
+    ingest(purchases(recent_buyer, now=now, days_ago=[5.2]))
+    ingest([event(recent_buyer, EventKind.INTERACTION, at=now - DAY, sub_kind=InteractionKind.LIVE_WATCH)])
+
+    checked_in_3_in_7 = {"op": "and", "rules": [cond("event_count", "gte", 3, kind="check_in", days=7)]}
+    assert _select(checked_in_3_in_7, now) == {regular.pk}
+    at_most_2 = {"op": "and", "rules": [cond("event_count", "lte", 2, kind="check_in", days=7)]}
+    assert _select(at_most_2, now) == {twice.pk, lapsed_buyer.pk, recent_buyer.pk}
+    no_purchase_in_60 = {"op": "and", "rules": [cond("event_count", "eq", 0, kind="purchase", days=60)]}
+    assert _select(no_purchase_in_60, now) == {regular.pk, twice.pk, lapsed_buyer.pk}
+    # The same question through the rollup, restricted to members who ever bought:
+    lapsed = {"op": "and", "rules": [cond("last_purchase", "not_within", 60), cond("orders_count", "gt", 0)]}
+    assert _select(lapsed, now) == {lapsed_buyer.pk}
+    watched = {"op": "and", "rules": [cond("event_count", "gt", 0, kind="interaction", sub_kind="live_watch", days=7)]}
+    assert _select(watched, now) == {recent_buyer.pk}
+
+
+@pytest.mark.django_db
+def test_tag_conditions():
+    a, b, c = MemberFactory.create_batch(3)
+    vip, wecom = TagFactory(name="vip"), TagFactory(name="wecom")
+    MemberTag.objects.create(member=a, tag=vip)
+    MemberTag.objects.create(member=a, tag=wecom)
+    MemberTag.objects.create(member=b, tag=vip)
+    now = timezone.now()
+
+    assert _select({"op": "and", "rules": [cond("tags", "any", [vip.pk, wecom.pk])]}, now) == {a.pk, b.pk}
+    assert _select({"op": "and", "rules": [cond("tags", "all", [vip.pk, wecom.pk])]}, now) == {a.pk}
+    assert _select({"op": "and", "rules": [cond("tags", "none", [vip.pk])]}, now) == {c.pk}
