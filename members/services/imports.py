@@ -125,11 +125,12 @@ def members_import(
             stage = _MemberStage()
             stage.load(rows)
             result.duplicates += stage.match()
-            errors += stage.phone_conflicts(columns)
-            result.errors = sorted(parsed.errors + errors, key=lambda error: error.line)
+            conflicts = stage.phone_conflicts(columns)
+            result.errors = sorted(parsed.errors + errors + conflicts, key=lambda error: error.line)
             result.rejected = bool(result.errors) and not skip_invalid
             if not result.rejected:
-                stage.discard_phone_conflicts()
+                if conflicts:
+                    stage.discard_phone_conflicts()
                 result.created, result.updated, result.unchanged = stage.write()
             stage.drop()
             if result.rejected or dry_run:

@@ -185,27 +185,44 @@ def test_upsert_by_number_or_by_phone_and_blank_cells_keep_values(db):
     assert Member.objects.count() == 3
 
 
-def test_a_phone_owned_by_another_member_is_an_invalid_row(db):
-    MemberFactory(external_id="OWNER", phone="+8613800138001")
-    MemberFactory(external_id="M2", phone="+8613800138002")
+PHONE_CONFLICTS = [
+    ["会员编号", "手机号"],
+    ["NEW", "13800138001"],  # a new member with the owner's phone
+    ["M2", "13800138001"],  # an existing member taking the owner's phone
+    ["A", "13800138009"],
+    ["B", "13800138009"],  # two members of the file with one phone
+    ["C", "13800138010"],
+]
 
-    job = run_members(
-        csv_upload(
-            [
-                ["会员编号", "手机号"],
-                ["NEW", "13800138001"],  # a new member with the owner's phone
-                ["M2", "13800138001"],  # an existing member taking the owner's phone
-                ["A", "13800138009"],
-                ["B", "13800138009"],  # two members of the file with one phone
-            ]
-        )
+
+@pytest.fixture
+def phone_owners(db):
+    return MemberFactory(external_id="OWNER", phone="+8613800138001"), MemberFactory(
+        external_id="M2", phone="+8613800138002"
     )
+
+
+def test_a_phone_owned_by_another_member_is_an_invalid_row(phone_owners):
+    job = run_members(csv_upload(PHONE_CONFLICTS))
 
     assert job.status == ImportJob.Status.REJECTED
     assert [(e["line"], e["column"]) for e in job.errors] == [(2, "手机号"), (3, "手机号"), (5, "手机号")]
     assert "OWNER" in job.errors[0]["reason"]
     assert "4" in job.errors[2]["reason"]
     assert Member.objects.count() == 2
+
+
+def test_skip_invalid_leaves_phone_conflicts_out(phone_owners):
+    job = run_members(csv_upload(PHONE_CONFLICTS), skip_invalid=True)
+
+    assert (job.created_count, job.invalid_count) == (2, 3)
+    assert set(Member.objects.values_list("external_id", "phone")) == {
+        ("OWNER", "+8613800138001"),
+        ("M2", "+8613800138002"),
+        ("A", "+8613800138009"),
+        ("C", "+8613800138010"),
+    }
+    assert [row[0] for row in read_back(job)[1:]] == ["NEW", "M2", "B"]
 
 
 def test_reimporting_the_same_file_changes_nothing(db):
