@@ -531,3 +531,7 @@ class MemberEventAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     ordering = ("-occurred_at",)
     # Only occurred_at has an index that can sort the whole log.
     sortable_by = ("occurred_at",)
+
+
+# Layers, churn scores, recompute runs and segments (issue 4).
+from members import segment_admin  # noqa: E402,F401

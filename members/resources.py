@@ -76,6 +76,11 @@ def _text(attribute: str, header) -> fields.Field:
     return fields.Field(attribute=attribute, column_name=header, widget=TextWidget(), readonly=True)
 
 
+def _number(attribute: str, header, *, decimal: bool = False) -> fields.Field:
+    widget = widgets.DecimalWidget() if decimal else widgets.IntegerWidget()
+    return fields.Field(attribute=attribute, column_name=header, widget=widget, readonly=True)
+
+
 class MemberResource(resources.Resource):
     """Export of members. Build it with `for_user` so phones are masked unless allowed."""
 
@@ -138,6 +143,36 @@ class MemberResource(resources.Resource):
         readonly=True,
     )
 
+    # Layers and churn scores (MemberScore, issue 4); empty for a member not scored yet.
+    # Translators: member export column header, zh-hans "最近购买距今（天）"
+    recency_days = _number("score__recency_days", pgettext_lazy("member export column", "recency_days"))
+    # Translators: member export column header, zh-hans "购买频次"
+    frequency = _number("score__frequency", pgettext_lazy("member export column", "frequency"))
+    # Translators: member export column header, zh-hans "消费金额（元）"
+    monetary = _number("score__monetary", pgettext_lazy("member export column", "monetary"), decimal=True)
+    # Translators: member export column header, zh-hans "R 分"
+    r_score = _number("score__r_score", pgettext_lazy("member export column", "r_score"))
+    # Translators: member export column header, zh-hans "F 分"
+    f_score = _number("score__f_score", pgettext_lazy("member export column", "f_score"))
+    # Translators: member export column header, zh-hans "M 分"
+    m_score = _number("score__m_score", pgettext_lazy("member export column", "m_score"))
+    # Translators: member export column header, zh-hans "RFM 总分"
+    rfm_score = _number("score__rfm_score", pgettext_lazy("member export column", "rfm_score"))
+    # Translators: member export column header, zh-hans "价值分层"
+    value_layer = _text("score__get_value_layer_display", pgettext_lazy("member export column", "value_layer"))
+    # Translators: member export column header, zh-hans "生命周期阶段"
+    lifecycle_stage = _text(
+        "score__get_lifecycle_stage_display", pgettext_lazy("member export column", "lifecycle_stage")
+    )
+    # Translators: member export column header, zh-hans "存活概率"
+    p_alive = _number("score__p_alive", pgettext_lazy("member export column", "p_alive"), decimal=True)
+    # Translators: member export column header, zh-hans "预计 90 天购买次数"
+    expected_purchases_90d = _number(
+        "score__expected_purchases_90d", pgettext_lazy("member export column", "expected_purchases_90d"), decimal=True
+    )
+    # Translators: member export column header, zh-hans "流失风险"
+    churn_risk = _number("score__churn_risk", pgettext_lazy("member export column", "churn_risk"))
+
     def __init__(self, *, unmasked_phones: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.unmasked_phones = unmasked_phones
@@ -158,7 +193,8 @@ class MemberResource(resources.Resource):
 def member_export_queryset(queryset: QuerySet[Member] | None = None) -> QuerySet[Member]:
     """The members to export with what the columns read, in a stable order for chunking."""
     queryset = Member.objects.all() if queryset is None else queryset
-    return queryset.prefetch_related(
+    # The score columns read the member's one MemberScore row: joined, not fetched per member.
+    return queryset.select_related("score").prefetch_related(
         Prefetch("tags", queryset=Tag.objects.only("id", "name").order_by("name"))
     ).order_by("pk")
 
