@@ -313,7 +313,12 @@ def normalize_phone(raw: Cell) -> Normalized:
         if not raw.is_integer():
             return None, _("not a phone number")
         raw = int(raw)
-    compact = str(raw).translate(_PHONE_TRANSLATION)
+    text = str(raw)
+    # Most files hold plain 11-digit mobiles or E.164 already: no translation needed.
+    if text.isascii() and (text.isdigit() or (text.startswith("+86") and text[3:].isdigit())):
+        compact = text
+    else:
+        compact = text.translate(_PHONE_TRANSLATION)
     if not compact:
         return None, None
     if compact.startswith("+86"):
@@ -761,7 +766,9 @@ def _parse_chunks(
             else:
                 if len(memo) > MEMO_LIMIT:
                     memo.clear()
-                results = [memo[raw] if raw in memo else memo.setdefault(raw, normalize(raw)) for raw in raws]
+                remembered = memo.get
+                # A result is a non-empty tuple, so `or` falls through only on a miss.
+                results = [remembered(raw) or memo.setdefault(raw, normalize(raw)) for raw in raws]
             values = list(map(itemgetter(0), results))
             errors = list(map(itemgetter(1), results))
             if errors.count(None) != size:
