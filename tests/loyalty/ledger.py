@@ -7,21 +7,22 @@ from loyalty.services import expiry_key
 
 
 def assert_ledger_consistent(member_id: int) -> None:
+    """Cache = ledger = open lots, never negative; every lot and debit agrees with its allocations."""
     account = PointsAccount.objects.filter(member_id=member_id).first()
-    entries = PointsEntry.objects.filter(member_id=member_id)
-    ledger_sum = entries.aggregate(s=Sum("amount"))["s"] or 0
-    open_lots_sum = entries.aggregate(s=Sum("remaining"))["s"] or 0
+    entries = list(PointsEntry.objects.filter(member_id=member_id).values_list("id", "kind", "amount", "remaining",
+                                                                               "idempotency_key"))
     balance = account.balance if account else 0
-
     assert balance >= 0
-    assert balance == ledger_sum == open_lots_sum
+    assert balance == sum(amount for _, _, amount, _, _ in entries) == sum(rest or 0 for _, _, _, rest, _ in entries)
     if account:
         assert balance == account.lifetime_earned - account.lifetime_redeemed - account.lifetime_expired
 
-    expired = dict(entries.filter(kind=EntryKind.EXPIRE).values_list("idempotency_key", "amount"))
-    for lot in entries.filter(remaining__isnull=False):
-        allocated = PointsAllocation.objects.filter(lot=lot).aggregate(s=Sum("amount"))["s"] or 0
-        assert lot.remaining == lot.amount - allocated + expired.get(expiry_key(lot.pk), 0), lot
-    for entry in entries.exclude(kind=EntryKind.EXPIRE).filter(amount__lt=0):
-        allocated = PointsAllocation.objects.filter(entry=entry).aggregate(s=Sum("amount"))["s"] or 0
-        assert allocated == -entry.amount, entry
+    allocations = PointsAllocation.objects.filter(entry__member_id=member_id)
+    by_lot = dict(allocations.values("lot").annotate(s=Sum("amount")).values_list("lot", "s"))
+    by_entry = dict(allocations.values("entry").annotate(s=Sum("amount")).values_list("entry", "s"))
+    expired = {key: amount for _, kind, amount, _, key in entries if kind == EntryKind.EXPIRE}
+    for entry_id, kind, amount, remaining, _ in entries:
+        if remaining is not None:
+            assert remaining == amount - by_lot.get(entry_id, 0) + expired.get(expiry_key(entry_id), 0), entry_id
+        elif kind != EntryKind.EXPIRE:
+            assert by_entry.get(entry_id, 0) == -amount, entry_id
