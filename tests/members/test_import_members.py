@@ -2,12 +2,13 @@
 
 import csv
 import io
-from datetime import date, timedelta
+import threading
+from datetime import date, datetime, timedelta
 
 import openpyxl
 import pytest
 from django.core.files.base import ContentFile
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from crm.core.exceptions import ApplicationError
@@ -345,3 +346,72 @@ def test_stuck_running_jobs_are_failed(db):
         waiting.pk: ImportJob.Status.PENDING,
     }
     assert import_jobs_fail_stuck() == 0
+
+
+def test_xlsx_native_cells_dates_numbers_and_serials(db):
+    job = run_members(
+        xlsx_upload(
+            [
+                ["会员编号", "手机号", "生日", "入会时间", "短信退订"],
+                ["M1", 13800138001, datetime(1990, 5, 1), datetime(2024, 1, 31, 10, 30), True],
+                ["M2", 13800138002.0, 32994, 45322.5, 0],  # number cells: Excel serials
+            ]
+        )
+    )
+
+    assert job.status == ImportJob.Status.SUCCEEDED, job.errors
+    first, second = Member.objects.order_by("external_id")
+    assert (str(first.phone), first.birthday, first.sms_opt_out) == ("+8613800138001", date(1990, 5, 1), True)
+    assert timezone.localtime(first.joined_at).strftime("%Y-%m-%d %H:%M") == "2024-01-31 10:30"
+    assert (str(second.phone), second.birthday, second.sms_opt_out) == ("+8613800138002", date(1990, 5, 1), False)
+    assert timezone.localtime(second.joined_at).strftime("%Y-%m-%d %H:%M") == "2024-01-31 12:00"
+
+
+def _in_threads(*calls):
+    """Run the calls at the same moment, each on its own database connection."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(index, call):
+        try:
+            barrier.wait()
+            results[index] = call()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(index, call)) for index, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+ROWS = [["external_id", "phone"], *([f"M{n}", f"13800{n:06d}"] for n in range(300))]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_job_run_twice_at_once_imports_once():
+    job = import_job_create(target=ImportJob.Target.MEMBERS, file=csv_upload(ROWS), inline=False)
+
+    _in_threads(lambda: import_job_run(job_id=job.pk), lambda: import_job_run(job_id=job.pk))
+
+    job.refresh_from_db()
+    # A second run would have found every member there and recorded 0 created, 300 unchanged.
+    assert (job.status, job.created_count, job.unchanged_count) == (ImportJob.Status.SUCCEEDED, 300, 0)
+    assert Member.objects.count() == 300
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_overlapping_files_imported_at_once_create_each_member_once():
+    jobs = [import_job_create(target=ImportJob.Target.MEMBERS, file=csv_upload(ROWS), inline=False) for _ in range(2)]
+
+    _in_threads(*(lambda job=job: import_job_run(job_id=job.pk) for job in jobs))
+
+    for job in jobs:
+        job.refresh_from_db()
+    assert [job.status for job in jobs] == [ImportJob.Status.SUCCEEDED] * 2
+    assert sorted(job.created_count for job in jobs) == [0, 300]
+    assert Member.objects.count() == 300
