@@ -54,10 +54,9 @@ logger = logging.getLogger(__name__)
 # A run that has not reported progress for this long is taken as dead: a newer run supersedes it.
 STUCK_AFTER = timedelta(minutes=15)
 RANGE_SIZE = 50_000
-IDS_SLICE = 5_000
+IDS_SLICE = 10_000
 # Distinct (x, t_x, T) summaries the churn model is fitted on at most; a uniform sample above.
 MAX_FIT_GROUPS = 50_000
-VALUES_BATCH = 2_000
 # A small L2 penalty keeps the fit away from degenerate parameters on small or odd populations
 # (lifetimes recommends 0.001-0.1); the golden CDNOW test fits without it.
 FIT_PENALIZER = 0.001
@@ -192,9 +191,8 @@ def _run_start(*, kind: str, started_by=None) -> LayerJobRun:
             error="Superseded by a newer run.",
         )
         logger.warning("layer runs superseded: %s", superseded)
-    # Drafts of runs that are no longer running are left-overs of a crash.
-    live = LayerJobRun.objects.filter(status=LayerJobRun.Status.RUNNING).values_list("pk", flat=True)
-    MemberScoreDraft.objects.exclude(run_id__in=list(live)).delete()
+        # A run deletes its drafts when it publishes or fails; a stuck one never got there.
+        MemberScoreDraft.objects.filter(run_id__in=superseded).delete()
     last_event = MemberEvent.objects.aggregate(last=Max("id"))["last"]
     return LayerJobRun.objects.create(
         kind=kind,
@@ -250,9 +248,13 @@ class Context:
 
 
 def _draft_raw(ctx: Context, scope: Scope) -> int:
+    """One INSERT … SELECT per scope: purchase figures of the window, live-stream watches and the
+    top interaction of their periods, each from one aggregate over the scope's events."""
+    s = ctx.settings
     member_scope, scope_params = scope.sql("m.id")
     event_scope, _unused = scope.sql("e.member_id")
     purchase, refund = EventKind.PURCHASE.value, EventKind.REFUND.value
+    interaction = EventKind.INTERACTION.value
     sql = f"""
         INSERT INTO {DRAFT} (run_id, member_id, recency_days, frequency, monetary, recent_frequency,
             first_purchase_days, inactive_days, r_score, f_score, m_score, rfm_score, value_layer,
@@ -262,7 +264,7 @@ def _draft_raw(ctx: Context, scope: Scope) -> int:
             COALESCE(p.orders, 0), COALESCE(p.spent, 0), COALESCE(p.recent, 0),
             CASE WHEN p.first_at IS NULL THEN NULL ELSE {_days_since("p.first_at")} END,
             {_days_since("COALESCE(m.last_active_at, m.joined_at)")},
-            1, 1, 1, 3, '{ValueLayer.EDGE}', '', 0, '{{}}', 0, '', FALSE
+            1, 1, 1, 3, '{ValueLayer.EDGE}', '', 0, '{{}}', COALESCE(lw.n, 0), COALESCE(ti.sub_kind, ''), FALSE
         FROM {MEMBER} m
         LEFT JOIN (
             SELECT e.member_id,
@@ -277,51 +279,34 @@ def _draft_raw(ctx: Context, scope: Scope) -> int:
               AND e.occurred_at >= %(window_start)s AND e.occurred_at <= %(now)s
             GROUP BY e.member_id
         ) p ON p.member_id = m.id
+        LEFT JOIN (
+            SELECT e.member_id, COUNT(*) AS n FROM {EVENT} e
+            WHERE {event_scope} AND e.kind = '{interaction}' AND e.sub_kind = '{InteractionKind.LIVE_WATCH}'
+              AND e.occurred_at >= %(live_start)s AND e.occurred_at <= %(now)s
+            GROUP BY e.member_id
+        ) lw ON lw.member_id = m.id
+        LEFT JOIN (
+            -- The most frequent interaction sub-kind of the period; ties go to the first by name.
+            SELECT member_id, sub_kind FROM (
+                SELECT e.member_id, e.sub_kind, COUNT(*) AS n,
+                       ROW_NUMBER() OVER (PARTITION BY e.member_id ORDER BY COUNT(*) DESC, e.sub_kind) AS rn
+                FROM {EVENT} e
+                WHERE {event_scope} AND e.kind = '{interaction}' AND e.sub_kind <> ''
+                  AND e.occurred_at >= %(pref_start)s AND e.occurred_at <= %(now)s
+                GROUP BY e.member_id, e.sub_kind
+            ) ranked WHERE rn = 1 AND n >= %(pref_min)s
+        ) ti ON ti.member_id = m.id
         WHERE {member_scope}
     """
-    written = _execute(sql, ctx.params(**scope_params))
-    _draft_interactions(ctx, scope)
-    _draft_points_expiring(ctx, scope)
-    return written
-
-
-def _draft_interactions(ctx: Context, scope: Scope) -> None:
-    s = ctx.settings
-    event_scope, scope_params = scope.sql("e.member_id")
-    interaction = EventKind.INTERACTION.value
     params = ctx.params(
         live_start=_dt(ctx.now - timedelta(days=s.live_lover_days)),
         pref_start=_dt(ctx.now - timedelta(days=s.content_preference_days)),
         pref_min=s.content_preference_min_events,
         **scope_params,
     )
-    _execute(
-        f"""
-        UPDATE {DRAFT} SET live_watches = t.n
-        FROM (SELECT e.member_id, COUNT(*) AS n FROM {EVENT} e
-              WHERE {event_scope} AND e.kind = '{interaction}' AND e.sub_kind = '{InteractionKind.LIVE_WATCH}'
-                AND e.occurred_at >= %(live_start)s AND e.occurred_at <= %(now)s
-              GROUP BY e.member_id) t
-        WHERE {DRAFT}.run_id = %(run)s AND {DRAFT}.member_id = t.member_id
-        """,
-        params,
-    )
-    # The most frequent interaction sub-kind of the period; ties go to the first in name order.
-    _execute(
-        f"""
-        UPDATE {DRAFT} SET top_interaction = t.sub_kind
-        FROM (SELECT member_id, sub_kind FROM (
-                SELECT e.member_id, e.sub_kind, COUNT(*) AS n,
-                       ROW_NUMBER() OVER (PARTITION BY e.member_id ORDER BY COUNT(*) DESC, e.sub_kind) AS rn
-                FROM {EVENT} e
-                WHERE {event_scope} AND e.kind = '{interaction}' AND e.sub_kind <> ''
-                  AND e.occurred_at >= %(pref_start)s AND e.occurred_at <= %(now)s
-                GROUP BY e.member_id, e.sub_kind) ranked
-              WHERE rn = 1 AND n >= %(pref_min)s) t
-        WHERE {DRAFT}.run_id = %(run)s AND {DRAFT}.member_id = t.member_id
-        """,
-        params,
-    )
+    written = _execute(sql, params)
+    _draft_points_expiring(ctx, scope)
+    return written
 
 
 def _points_expiring_queryset(*, days: int, now: datetime):
@@ -407,14 +392,17 @@ def _score_case(key: str, cuts: list[list], prefix: str) -> tuple[str, dict]:
 
 def _draft_scores(ctx: Context, scope: Scope, cut_points: dict) -> None:
     draft_scope, scope_params = scope.sql("member_id")
-    sets, params = [], ctx.params(**scope_params)
+    params = ctx.params(**scope_params)
+    cases = {}
     for name, key in _SCORE_KEYS.items():
         case, case_params = _score_case(key, cut_points.get(name, []), f"cut_{name}_")
-        sets.append(f"{name}_score = {case}")
+        cases[name] = case
         params.update(case_params)
-    _execute(f"UPDATE {DRAFT} SET {', '.join(sets)} WHERE run_id = %(run)s AND {draft_scope}", params)
+    # One pass: each draft row is rewritten once, the composite from the same expressions.
     _execute(
-        f"UPDATE {DRAFT} SET rfm_score = r_score + f_score + m_score WHERE run_id = %(run)s AND {draft_scope}",
+        f"""UPDATE {DRAFT} SET r_score = {cases["r"]}, f_score = {cases["f"]}, m_score = {cases["m"]},
+                rfm_score = ({cases["r"]}) + ({cases["f"]}) + ({cases["m"]})
+            WHERE run_id = %(run)s AND {draft_scope}""",
         params,
     )
 
@@ -446,9 +434,8 @@ def layer_cut_points(*, run_id: int, high_percent: int, potential_percent: int) 
 # Phase 3: layer, stage, churn ---------------------------------------------------------------
 
 
-def _draft_layer_and_stage(ctx: Context, scope: Scope, layer_cuts: dict) -> None:
+def _layer_and_stage_sql(ctx: Context, layer_cuts: dict) -> tuple[str, str, dict]:
     s = ctx.settings
-    draft_scope, scope_params = scope.sql(f"{DRAFT}.member_id")
     branches = []
     if layer_cuts.get("high") is not None:
         branches.append(f"WHEN rfm_score >= %(layer_high)s THEN '{ValueLayer.HIGH}'")
@@ -475,16 +462,8 @@ def _draft_layer_and_stage(ctx: Context, scope: Scope, layer_cuts: dict) -> None
         silent_cut=_dt(ctx.now - timedelta(days=s.silent_days)),
         churned_cut=_dt(ctx.now - timedelta(days=s.churned_days)),
         at_risk_cut=_dt(ctx.now - timedelta(days=s.at_risk_days)),
-        **scope_params,
     )
-    _execute(
-        f"""
-        UPDATE {DRAFT} SET value_layer = {layer}, lifecycle_stage = {stage}
-        FROM {MEMBER} m
-        WHERE m.id = {DRAFT}.member_id AND {DRAFT}.run_id = %(run)s AND {draft_scope}
-        """,
-        params,
-    )
+    return layer, stage, params
 
 
 def fit_churn_model(*, run_id: int, seed: int = 0):
@@ -534,27 +513,47 @@ def _draft_churn_model(ctx: Context, scope: Scope, params) -> None:
     prediction = churn_model.predict(
         params=params, frequency=data[:, 1], recency=np.minimum(data[:, 2], age), T=age, horizons_days=(30, 90)
     )
-    values = np.column_stack([data[:, 0], prediction.p_alive, prediction.expected[0], prediction.expected[1]])
-    for start in range(0, len(values), VALUES_BATCH):
-        batch = values[start : start + VALUES_BATCH]
-        placeholders = ", ".join(["(%s, %s, %s, %s)"] * len(batch))
-        flat: list = []
-        for member_id, p_alive, e30, e90 in batch:
-            flat += [int(member_id), round(float(p_alive), 6), round(float(e30), 6), round(float(e90), 6)]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"""
-                UPDATE {DRAFT} SET p_alive = v.p, expected_purchases_30d = v.e30, expected_purchases_90d = v.e90
-                FROM (SELECT column1 AS id, column2 AS p, column3 AS e30, column4 AS e90
-                      FROM (VALUES {placeholders}) AS raw) AS v
-                WHERE {DRAFT}.run_id = %s AND {DRAFT}.member_id = v.id
-                """,
-                [*flat, ctx.run.pk],
-            )
+    _write_predictions(
+        ctx,
+        member_ids=data[:, 0].astype(np.int64),
+        p_alive=np.round(prediction.p_alive, 6),
+        e30=np.round(prediction.expected[0], 6),
+        e90=np.round(prediction.expected[1], 6),
+    )
 
 
-def _draft_churn_risk(ctx: Context, scope: Scope) -> None:
-    """Churn risk 0-100 and its reasons.
+def _write_predictions(ctx: Context, *, member_ids, p_alive, e30, e90) -> None:
+    """Write per-member predictions back in one UPDATE … FROM, whatever their number.
+
+    The values travel as a few array parameters (PostgreSQL, unnest) or one JSON document
+    (SQLite, json_each), never as one placeholder per value: the driver's query conversion
+    grows with the placeholders and cost more than the update itself.
+    """
+    set_clause = "p_alive = v.p, expected_purchases_30d = v.e30, expected_purchases_90d = v.e90"
+    if _pg():
+        source = (
+            "SELECT unnest(%(ids)s::bigint[]) AS id, unnest(%(p)s::float8[]) AS p, "
+            "unnest(%(e30)s::float8[]) AS e30, unnest(%(e90)s::float8[]) AS e90"
+        )
+        params = {"ids": member_ids.tolist(), "p": p_alive.tolist(), "e30": e30.tolist(), "e90": e90.tolist()}
+    else:
+        source = (
+            "SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS p, "
+            "json_extract(value, '$[2]') AS e30, json_extract(value, '$[3]') AS e90 FROM json_each(%(rows)s)"
+        )
+        rows = zip(member_ids.tolist(), p_alive.tolist(), e30.tolist(), e90.tolist(), strict=True)
+        params = {"rows": json.dumps(list(rows))}
+    _execute(
+        f"UPDATE {DRAFT} SET {set_clause} FROM ({source}) AS v "
+        f"WHERE {DRAFT}.run_id = %(run)s AND {DRAFT}.member_id = v.id",
+        {**params, "run": ctx.run.pk},
+    )
+
+
+def _draft_classify(ctx: Context, scope: Scope, layer_cuts: dict) -> None:
+    """Value layer, lifecycle stage, purchase trend, churn risk 0-100 and its reasons: one UPDATE.
+
+    Churn risk:
 
     Inactivity weighs most (40 at the at-risk threshold rising to 80 at silent); a purchase
     rate down by at least the configured share adds up to 20; a low P(alive) up to 30; points
@@ -562,9 +561,10 @@ def _draft_churn_risk(ctx: Context, scope: Scope) -> None:
     who buys less but engages daily is not drifting.
     """
     s = ctx.settings
-    draft_scope, scope_params = scope.sql("member_id")
+    draft_scope, scope_params = scope.sql(f"{DRAFT}.member_id")
+    layer, stage, params = _layer_and_stage_sql(ctx, layer_cuts)
     trend = s.trend_days
-    params = ctx.params(
+    params.update(
         ar=s.at_risk_days,
         span=max(s.silent_days - s.at_risk_days, 1),
         silent=s.silent_days,
@@ -578,23 +578,18 @@ def _draft_churn_risk(ctx: Context, scope: Scope) -> None:
     previous = "(frequency - recent_frequency)"
     previous_days = "CASE WHEN first_purchase_days - %(trend)s < 1 THEN 1 ELSE first_purchase_days - %(trend)s END"
     drop = f"(100.0 - 100.0 * recent_frequency * ({previous_days}) / ({previous} * %(trend)s))"
-    _execute(
-        f"""UPDATE {DRAFT} SET purchase_drop_pct = CASE
-                WHEN {previous} > 0 AND first_purchase_days IS NOT NULL AND {drop} >= %(drop_min)s
-                THEN CAST({drop} AS INTEGER) END
-            WHERE run_id = %(run)s AND {draft_scope}""",
-        params,
-    )
+    drop_pct = f"""(CASE WHEN {previous} > 0 AND first_purchase_days IS NOT NULL AND {drop} >= %(drop_min)s
+                        THEN CAST({drop} AS INTEGER) END)"""
     inactivity = """CASE WHEN inactive_days < %(ar)s THEN 0 WHEN inactive_days >= %(silent)s THEN 80
                      ELSE 40 + 40 * (inactive_days - %(ar)s) / %(span)s END"""
     low_alive = "p_alive IS NOT NULL AND p_alive * 100 < %(low_alive)s"
-    buying = f"""(CASE WHEN purchase_drop_pct IS NULL THEN 0 ELSE 20 * purchase_drop_pct / 100 END
+    buying = f"""(CASE WHEN {drop_pct} IS NULL THEN 0 ELSE 20 * {drop_pct} / 100 END
                   + CASE WHEN {low_alive} THEN CAST(30 * (1 - p_alive) AS INTEGER) ELSE 0 END)"""
     buying = f"CASE WHEN inactive_days < %(ar)s THEN {buying} / 2 ELSE {buying} END"
     risk = f"({inactivity} + {buying} + CASE WHEN points_expiring THEN 10 ELSE 0 END)"
     entries = [
         ("inactive_days", "CASE WHEN inactive_days >= %(ar)s THEN inactive_days END"),
-        ("purchase_drop_pct", "purchase_drop_pct"),
+        ("purchase_drop_pct", drop_pct),
         ("p_alive_pct", f"CASE WHEN {low_alive} THEN CAST(ROUND(p_alive * 100) AS INTEGER) END"),
         ("points_expiring", "CASE WHEN points_expiring THEN 1 END"),
     ]
@@ -603,9 +598,13 @@ def _draft_churn_risk(ctx: Context, scope: Scope) -> None:
     reasons = (
         f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if _pg() else f"json_patch('{{}}', json_object({pairs}))"
     )
+    # Each draft row is rewritten once; inside one UPDATE every SET reads the row's old values,
+    # so the purchase trend is spelled out where the risk and the reasons use it.
     _execute(
-        f"""UPDATE {DRAFT} SET churn_risk = {_least(risk, "100")}, churn_reasons = {reasons}
-            WHERE run_id = %(run)s AND {draft_scope}""",
+        f"""UPDATE {DRAFT} SET value_layer = {layer}, lifecycle_stage = {stage}, purchase_drop_pct = {drop_pct},
+                churn_risk = {_least(risk, "100")}, churn_reasons = {reasons}
+            FROM {MEMBER} m
+            WHERE m.id = {DRAFT}.member_id AND {DRAFT}.run_id = %(run)s AND {draft_scope}""",
         params,
     )
 
@@ -811,9 +810,8 @@ def layers_recompute_full(
 
 def _draft_finish(ctx: Context, scope: Scope, layer_cuts: dict, model) -> None:
     with transaction.atomic():
-        _draft_layer_and_stage(ctx, scope, layer_cuts)
         _draft_churn_model(ctx, scope, model)
-        _draft_churn_risk(ctx, scope)
+        _draft_classify(ctx, scope, layer_cuts)
 
 
 def changed_member_ids(*, since_event_id: int, since: datetime | None) -> list[int]:

@@ -1,5 +1,6 @@
 """Recompute runs: recorded, atomic when they fail, superseded, incremental, from the command line."""
 
+import random
 from datetime import timedelta
 from io import StringIO
 
@@ -53,15 +54,15 @@ def test_a_run_that_fails_halfway_leaves_the_previous_results_in_place(monkeypat
     layers_recompute_full(now=now)
     before = _scores()
     calls = {"n": 0}
-    original = layers_service._draft_churn_risk
+    original = layers_service._draft_classify
 
-    def fail_on_second_range(ctx, scope):
+    def fail_on_second_range(ctx, scope, layer_cuts):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("disk full")
-        return original(ctx, scope)
+        return original(ctx, scope, layer_cuts)
 
-    monkeypatch.setattr(layers_service, "_draft_churn_risk", fail_on_second_range)
+    monkeypatch.setattr(layers_service, "_draft_classify", fail_on_second_range)
 
     with pytest.raises(RuntimeError):
         layers_recompute_full(now=now + 40 * DAY, range_size=5)
@@ -144,3 +145,27 @@ def test_recompute_layers_command_runs_the_job(capsys):
 
     call_command("recompute_layers", "--incremental", stderr=err)
     assert LayerJobRun.objects.filter(kind=LayerJobRun.Kind.INCREMENTAL).count() == 1
+
+
+def test_churn_model_fills_p_alive_and_expected_purchases_for_buyers_only():
+    now = timezone.now()
+    rng = random.Random(11)
+    regulars, lapsed = [], []
+    for index in range(30):
+        member = MemberFactory(joined_at=now - 360 * DAY)
+        gap = rng.choice([7, 10, 14, 21])
+        stop = 0.5 if index % 2 == 0 else 150.5  # half still buying, half stopped five months ago
+        ingest(purchases(member, now=now, days_ago=[stop + k * gap for k in range(int((340 - stop) // gap))]))
+        (regulars if index % 2 == 0 else lapsed).append(member)
+    never = MemberFactory(joined_at=now - 360 * DAY)
+
+    run = layers_recompute_full(now=now)
+
+    assert set(run.model_params) == {"r", "alpha", "a", "b"}
+    scores = {s.member_id: s for s in MemberScore.objects.all()}
+    assert scores[never.pk].p_alive is None and scores[never.pk].expected_purchases_90d is None
+    for member in regulars + lapsed:
+        score = scores[member.pk]
+        assert 0 <= score.p_alive <= 1
+        assert score.expected_purchases_90d >= score.expected_purchases_30d >= 0
+    assert min(scores[m.pk].p_alive for m in regulars) > max(scores[m.pk].p_alive for m in lapsed)
