@@ -162,6 +162,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": ["crm.core.api.StrictJSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "crm.core.api.ApiContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": None,
     "DEFAULT_SCHEMA_CLASS": "crm.api.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "crm.core.api.exception_handler",
@@ -182,6 +183,7 @@ SPECTACULAR_SETTINGS = {
 }
 # Only for bench/bench_api.py: serves /api/bench/ping/, a constant-JSON baseline view.
 CRM_API_BENCH_VIEWS = env.bool("CRM_API_BENCH_VIEWS", default=False)
+
 # Logs carry ids, never names, phones or e-mail addresses.
 LOGGING = {
     "version": 1,

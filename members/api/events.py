@@ -1,5 +1,7 @@
 """Batch ingest of behaviour events: up to 1,000 per request, a result for each."""
 
+import re
+from datetime import datetime
 from decimal import Decimal
 
 from django.utils.translation import gettext_lazy as _
@@ -59,6 +61,80 @@ class EventItemSerializer(serializers.Serializer):
         return attrs
 
 
+class JSONObjectField(serializers.Field):
+    """Any JSON object, as parsed; its contents are validated later (DictField copies every key)."""
+
+    default_error_messages = {"not_a_dict": _("Expected an object.")}
+
+    def to_internal_value(self, data):
+        if type(data) is not dict:
+            self.fail("not_a_dict")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+_KINDS = frozenset(EventKind.values)
+_SUB_KINDS = frozenset(InteractionKind.values)
+_AMOUNT = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,2})?")
+_CENT = Decimal("0.01")
+
+
+def _plain_text(value, max_length: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= max_length and value == value.strip()
+
+
+def plainly_valid_event(item: dict) -> dict | None:
+    """The validated event when it is plainly valid, else None: EventItemSerializer then decides.
+
+    A fast path for the common case (partners send clean, typed JSON). It accepts a subset of
+    what the serializer accepts and returns the same values (a test checks this); anything
+    unusual (numbers for text, naive times, odd amounts, an error) goes to the serializer, which
+    also writes the messages. Validating 1,000 events through DRF fields costs ~0.4 s here.
+    """
+    try:
+        member, kind, source = item["member_external_id"], item["kind"], item["source"]
+        external_id, occurred = item["external_id"], item["occurred_at"]
+    except KeyError:
+        return None
+    if not (_plain_text(member, 64) and _plain_text(source, 32) and _plain_text(external_id, 64)):
+        return None
+    if not isinstance(kind, str) or kind not in _KINDS or not isinstance(occurred, str):
+        return None
+    sub_kind = item.get("sub_kind", "")
+    if not isinstance(sub_kind, str) or len(sub_kind) > 32 or sub_kind != sub_kind.strip():
+        return None
+    if kind == EventKind.INTERACTION and sub_kind not in _SUB_KINDS:
+        return None
+    amount = item.get("amount")
+    if amount is not None:
+        if type(amount) is not str or not _AMOUNT.fullmatch(amount):
+            return None
+        amount = Decimal(amount).quantize(_CENT)
+    elif kind in NEEDS_AMOUNT:
+        return None
+    payload = item.get("payload", {})
+    if type(payload) is not dict:
+        return None
+    try:
+        moment = datetime.fromisoformat(occurred)
+    except ValueError:
+        return None
+    if moment.tzinfo is None or not BoundedDateTimeField.low <= moment < BoundedDateTimeField.high:
+        return None
+    return {
+        "member_external_id": member,
+        "kind": kind,
+        "sub_kind": sub_kind,
+        "amount": amount,
+        "occurred_at": moment,
+        "source": source,
+        "external_id": external_id,
+        "payload": payload,
+    }
+
+
 class EventResultSerializer(serializers.Serializer):
     index = serializers.IntegerField(help_text="Position of the event in the request, from 0.")
     source = serializers.CharField(allow_null=True)
@@ -90,7 +166,7 @@ class EventBatchIngestApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         events = serializers.ListField(
-            child=serializers.DictField(),
+            child=JSONObjectField(),
             min_length=1,
             max_length=BATCH_MAX_EVENTS,
             help_text="Event objects (see EventItem); validated one by one.",
@@ -116,12 +192,18 @@ class EventBatchIngestApi(APIView):
         items = envelope.validated_data["events"]
         results: list[dict | None] = [None] * len(items)
         valid: list[tuple[int, dict]] = []
+        # One serializer validates every item: is_valid() on a new instance per item would
+        # deep-copy its fields 1,000 times, which costs more than recording the events.
+        validator = EventItemSerializer()
         for index, item in enumerate(items):
-            serializer = EventItemSerializer(data=item)
-            if serializer.is_valid():
-                valid.append((index, serializer.validated_data))
-            else:
-                fields = flatten_errors(serializer.errors)
+            fast = plainly_valid_event(item)
+            if fast is not None:
+                valid.append((index, fast))
+                continue
+            try:
+                valid.append((index, validator.run_validation(item)))
+            except serializers.ValidationError as error:
+                fields = flatten_errors(serializers.as_serializer_error(error))
                 results[index] = _error(
                     index, item, "; ".join(f"{name}: {msgs[0]}" for name, msgs in fields.items()), fields
                 )
@@ -172,14 +254,15 @@ class EventBatchIngestApi(APIView):
         counts = {"created": 0, "duplicate": 0, "error": 0}
         for result in results:
             counts[result["status"]] += 1
-        return Response(
-            {
-                "created": counts["created"],
-                "duplicates": counts["duplicate"],
-                "errors": counts["error"],
-                "results": results,
-            }
-        )
+        # Built as plain JSON types and returned as is: running 1,000 results through a serializer
+        # would cost more than recording the events. OutputSerializer documents the shape.
+        body = {
+            "created": counts["created"],
+            "duplicates": counts["duplicate"],
+            "errors": counts["error"],
+            "results": results,
+        }
+        return Response(body)
 
 
 def _error(index: int, item: dict, reason, fields: dict) -> dict:

@@ -5,8 +5,14 @@ lifecycle stage (segmentation), tier and badges. Each is joined only where that 
 this version of the code, so the endpoint keeps its documented shape (null or empty) until then.
 """
 
+import functools
+from datetime import UTC
+from types import SimpleNamespace
+
 from django.core.exceptions import FieldDoesNotExist
+from django.db import connection, models
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from members.models import Member
 
@@ -24,8 +30,77 @@ def member_optional_relations() -> list[str]:
     return [name for name in ("points_account", "score") if _has_relation(name)]
 
 
-def member_detail_queryset() -> QuerySet[Member]:
-    return Member.objects.select_related(*member_optional_relations())
+MEMBER_READ_FIELDS = (
+    "id", "external_id", "name", "phone", "email", "gender", "birthday", "city", "channel", "joined_at",
+    "sms_opt_out", "email_opt_out", "wecom_opt_out", "created_at", "updated_at", "last_active_at",
+    "last_interaction_at", "last_purchase_at", "orders_count", "total_spent",
+)  # fmt: skip
+# The columns of other apps' rows that a member read shows; fewer columns, cheaper query.
+RELATED_READ_FIELDS = {
+    "points_account": ("balance", "lifetime_earned", "lifetime_redeemed", "lifetime_expired"),
+    "score": ("value_layer", "lifecycle_stage"),
+}
+
+
+@functools.cache
+def _member_read_sql() -> tuple[str, tuple[str, ...], tuple[tuple[str, int], ...]]:
+    """The member read as one SQL statement, built once per process from the models' metadata.
+
+    What `Member.objects.select_related(*relations).only(...)` would run, without the ORM:
+    compiling that queryset and building three model instances is most of the CPU of a member
+    read, the API's hottest path. tests/api check that both give the same response.
+    Returns the SQL, the member columns, and (relation, number of columns) of each joined row.
+    """
+    quote = connection.ops.quote_name
+    columns = [f"m.{quote(Member._meta.get_field(name).column)}" for name in MEMBER_READ_FIELDS]
+    joins, related = [], []
+    for index, relation in enumerate(member_optional_relations()):
+        field = Member._meta.get_field(relation)
+        model, alias = field.related_model, f"r{index}"
+        joins.append(f"LEFT JOIN {quote(model._meta.db_table)} {alias} ON {alias}.{quote(field.field.column)} = m.id")
+        names = RELATED_READ_FIELDS[relation]
+        # The first column tells a missing row (NULL) from a present one.
+        columns += [f"{alias}.{quote(field.field.column)}"] + [
+            f"{alias}.{quote(model._meta.get_field(name).column)}" for name in names
+        ]
+        related.append((relation, names))
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {quote(Member._meta.db_table)} m {' '.join(joins)} "
+        f"WHERE m.{quote(Member._meta.get_field('external_id').column)} = %s"
+    )
+    return sql, MEMBER_READ_FIELDS, tuple(related)
+
+
+_DATETIMES = frozenset(
+    name for name in MEMBER_READ_FIELDS if isinstance(Member._meta.get_field(name), models.DateTimeField)
+)
+
+
+def member_read(*, external_id: str) -> SimpleNamespace | None:
+    """The member with this partner id, with its points account and score rows where they exist.
+
+    Returns a plain object with the member's fields, and `points_account` / `score` attributes
+    holding their rows' fields (or None), or None when there is no such member.
+    """
+    sql, names, related = _member_read_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [external_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = dict(zip(names, row, strict=False))
+    for name in _DATETIMES:
+        # PostgreSQL returns aware datetimes; SQLite returns naive ones, stored in UTC.
+        if values[name] is not None and timezone.is_naive(values[name]):
+            values[name] = timezone.make_aware(values[name], UTC)
+    member = SimpleNamespace(**values)
+    position = len(names)
+    for relation, relation_names in related:
+        present = row[position] is not None
+        chunk = row[position + 1 : position + 1 + len(relation_names)]
+        setattr(member, relation, SimpleNamespace(**dict(zip(relation_names, chunk, strict=True))) if present else None)
+        position += 1 + len(relation_names)
+    return member
 
 
 def member_list(*, filters: dict) -> QuerySet[Member]:

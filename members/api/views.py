@@ -1,11 +1,11 @@
 """Member endpoints: upsert by the partner's id, read one, list with filters."""
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from phonenumber_field.serializerfields import PhoneNumberField
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,12 +13,13 @@ from crm.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from crm.core.api import (
     BoundedDateField,
     BoundedDateTimeField,
+    ReadSerializer,
     cursor_pagination,
     error_responses,
     request_has_scope,
 )
 from crm.models import Scope
-from members.api.selectors import member_detail_queryset, member_list
+from members.api.selectors import member_list, member_read
 from members.models import Channel, Gender, Member
 from members.services import member_upsert
 
@@ -28,13 +29,14 @@ TAGS = ["members"]
 @extend_schema_field(OpenApiTypes.STR)
 class PhoneOutputField(serializers.Field):
     def to_representation(self, value) -> str | None:
-        return value.as_e164 if value else None
+        # A PhoneNumber from the ORM, or the stored E.164 text from member_read.
+        return getattr(value, "as_e164", None) or str(value)
 
     def get_attribute(self, instance):
         return instance.phone or None
 
 
-class MemberRollupsSerializer(serializers.Serializer):
+class MemberRollupsSerializer(ReadSerializer):
     """What the behaviour log says of the member; kept current on every event."""
 
     last_active_at = serializers.DateTimeField(allow_null=True)
@@ -44,7 +46,7 @@ class MemberRollupsSerializer(serializers.Serializer):
     total_spent = serializers.DecimalField(max_digits=14, decimal_places=2, help_text="Purchases minus refunds, yuan.")
 
 
-class MemberOutputSerializer(serializers.Serializer):
+class MemberOutputSerializer(ReadSerializer):
     """A member's profile and rollups."""
 
     external_id = serializers.CharField()
@@ -110,21 +112,21 @@ class MemberUpsertApi(APIView):
         )
 
 
-class MemberPointsSummarySerializer(serializers.Serializer):
+class MemberPointsSummarySerializer(ReadSerializer):
     balance = serializers.IntegerField()
     lifetime_earned = serializers.IntegerField()
     lifetime_redeemed = serializers.IntegerField()
     lifetime_expired = serializers.IntegerField()
 
 
-class MemberTierSerializer(serializers.Serializer):
+class MemberTierSerializer(ReadSerializer):
     code = serializers.CharField()
     name = serializers.CharField()
     next_tier = serializers.CharField(allow_null=True)
     progress = serializers.DictField(help_text='Distance to the next tier, e.g. {"spend_needed": "80.00"}.')
 
 
-class MemberBadgeSerializer(serializers.Serializer):
+class MemberBadgeSerializer(ReadSerializer):
     code = serializers.CharField()
     name = serializers.CharField()
     awarded_at = serializers.DateTimeField()
@@ -181,7 +183,9 @@ class MemberDetailApi(APIView):
         responses={200: OutputSerializer, **error_responses(not_found=True)},
     )
     def get(self, request, external_id: str):
-        member = get_object_or_404(member_detail_queryset(), external_id=external_id)
+        member = member_read(external_id=external_id)
+        if member is None:
+            raise NotFound()
         context = {"show_points": request_has_scope(request, Scope.POINTS_READ)}
         return Response(self.OutputSerializer(member, context=context).data)
 

@@ -2,6 +2,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from crm.core.api import key_store
 from crm.models import Partner, Scope
 from crm.services import partner_api_key_create
 
@@ -12,8 +13,10 @@ ALL_SCOPES = list(Scope.values)
 def _fresh_cache():
     # Throttle counters and key snapshots live in the cache, which outlives a test's database.
     cache.clear()
+    key_store.clear_local()
     yield
     cache.clear()
+    key_store.clear_local()
 
 
 @pytest.fixture

@@ -1,12 +1,15 @@
 """Members through the real stack: upsert by external_id, read one, list with filters."""
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from crm.models import Scope
+from members.api.views import MemberDetailApi
 from members.models import Member
 from members.services import EventInput, events_ingest
 from tests.api.conftest import assert_error
@@ -90,6 +93,17 @@ def test_malformed_json_is_a_400(api):
     assert_error(api.post(UPSERT, '{"external_id": "a\\u0000"}', content_type="application/json"), 400, "parse_error")
     assert_error(api.post(UPSERT, '{"external_id": "\\ud800"}', content_type="application/json"), 400, "parse_error")
     assert_error(api.post(UPSERT, "[1, 2]", content_type="application/json"), 400, "invalid")
+    assert_error(api.post(UPSERT, '{"external_id": 1e999}', content_type="application/json"), 400, "parse_error")
+    assert_error(api.post(UPSERT, '{"external_id": NaN}', content_type="application/json"), 400, "parse_error")
+    too_large = '{"external_id": "' + "x" * (3 * 1024 * 1024) + '"}'
+    assert_error(api.post(UPSERT, too_large, content_type="application/json"), 413, "too_large")
+
+
+def test_escaped_emoji_are_fine(api):
+    response = api.post(UPSERT, '{"external_id": "M1", "name": "\\ud83d\\ude00"}', content_type="application/json")
+
+    assert response.status_code == 201
+    assert Member.objects.get().name == "\U0001f600"
 
 
 def test_read_one_member_with_rollups_and_points(make_client):
@@ -116,6 +130,29 @@ def test_read_one_member_with_rollups_and_points(make_client):
     # What the CRM has not computed yet keeps its documented place in the shape.
     assert body["tier"] is None and body["badges"] == []
     assert {"value_layer", "lifecycle_stage"} <= set(body)
+
+
+def test_the_hand_written_read_query_gives_what_the_orm_gives(api):
+    member = MemberFactory(external_id="M1", birthday="1990-05-04", email="a@example.com")
+    events_ingest(
+        events=[
+            EventInput(
+                member_id=member.pk,
+                kind="purchase",
+                amount=Decimal("12.30"),
+                occurred_at=timezone.now(),
+                source="pos",
+                external_id="o1",
+            )
+        ]
+    )
+    EarnFactory(member=member, amount=70)
+    orm = Member.objects.select_related("points_account").get(pk=member.pk)
+
+    body = api.get("/api/v1/members/M1/").json()
+
+    expected = MemberDetailApi.OutputSerializer(orm, context={"show_points": True}).data
+    assert body == json.loads(json.dumps(expected, cls=DjangoJSONEncoder))
 
 
 def test_a_key_without_points_read_does_not_see_points(make_client):
