@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crm.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
-from crm.core.api import BoundedDateTimeField, PartnerKey, cursor_pagination, error_responses
+from crm.core.api import BoundedDateTimeField, PartnerKey, ReadSerializer, cursor_pagination, error_responses
 from crm.models import Scope
 from loyalty.models import LoyaltySettings, PointsAccount, PointsEntry
 from loyalty.selectors import points_open_lots, yuan_value
@@ -42,7 +42,7 @@ def _member(external_id: str) -> Member:
     return get_object_or_404(Member.objects.only("id", "external_id"), external_id=external_id)
 
 
-class EntryOutputSerializer(serializers.Serializer):
+class EntryOutputSerializer(ReadSerializer):
     id = serializers.IntegerField()
     kind = serializers.CharField(help_text="earn, redeem, expire, adjust or reverse.")
     points = serializers.IntegerField(source="amount", help_text="Positive for credits, negative for debits.")
@@ -191,7 +191,7 @@ class PointsReverseApi(_MovementApi):
         return self._respond(request, entry, existed)
 
 
-class OpenLotSerializer(serializers.Serializer):
+class OpenLotSerializer(ReadSerializer):
     points = serializers.IntegerField(source="remaining")
     expires_at = serializers.DateTimeField(allow_null=True)
 
@@ -201,7 +201,7 @@ class PointsBalanceApi(APIView):
 
     required_scope = Scope.POINTS_READ
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(ReadSerializer):
         member_external_id = serializers.CharField()
         balance = serializers.IntegerField()
         lifetime_earned = serializers.IntegerField()
