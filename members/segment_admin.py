@@ -269,6 +269,10 @@ class SegmentAdmin(BaseModelAdmin):
     inlines = (SegmentSnapshotInline,)
     actions = ("refresh_members", "export_csv", "export_xlsx")
 
+    def get_inlines(self, request, obj):
+        # A segment not saved yet has no size history.
+        return self.inlines if obj is not None else ()
+
     def get_fieldsets(self, request, obj=None):
         fieldsets = [(None, {"fields": ("name", "description", "rules", "auto_refresh")})]
         if obj is not None:
