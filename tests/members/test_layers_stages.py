@@ -182,3 +182,22 @@ def test_daily_counts_are_snapshotted_for_the_charts():
 
     counts = {(s.dimension, s.value): s.members for s in LayerSnapshot.objects.filter(day=timezone.localdate(now))}
     assert counts == {("layer", "edge"): 3, ("stage", "new"): 3}
+
+
+def test_points_expiring_soon_gives_the_tag_and_a_churn_risk_reason():
+    from tests.factories.loyalty import EarnFactory
+
+    now = timezone.now()
+    expiring = MemberFactory(joined_at=now - 300 * DAY)
+    later = MemberFactory(joined_at=now - 300 * DAY)
+    EarnFactory(member=expiring, amount=200, expires_at=now + 10 * DAY)
+    EarnFactory(member=later, amount=200, expires_at=now + 200 * DAY)
+    ingest(purchases(expiring, now=now, days_ago=[20.2]) + purchases(later, now=now, days_ago=[20.2]))
+
+    layers_recompute_full(now=now)
+
+    rule = AutomaticTag.objects.get(rule=AutomaticTag.Rule.POINTS_EXPIRING)
+    assert set(MemberTag.objects.filter(tag=rule.tag).values_list("member_id", flat=True)) == {expiring.pk}
+    with_points, without = MemberScore.objects.get(member=expiring), MemberScore.objects.get(member=later)
+    assert with_points.churn_reasons.get("points_expiring") and "points_expiring" not in without.churn_reasons
+    assert with_points.churn_risk == without.churn_risk + 10
