@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -17,6 +18,7 @@ class LoyaltySettings(BaseModel):
     points_per_yuan = models.PositiveIntegerField(
         _("points per yuan"),
         default=50,
+        validators=[MinValueValidator(1)],
         help_text=_("How many points are worth 1 yuan when a member redeems them. Also values the points "
                     "liability report."),
     )
@@ -44,7 +46,10 @@ class LoyaltySettings(BaseModel):
     class Meta:
         verbose_name = _("loyalty settings")
         verbose_name_plural = _("loyalty settings")
-        constraints = [models.CheckConstraint(condition=Q(id=1), name="loyaltysettings_singleton")]
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="loyaltysettings_singleton"),
+            models.CheckConstraint(condition=Q(points_per_yuan__gte=1), name="loyaltysettings_points_per_yuan_gte_1"),
+        ]
 
     def __str__(self) -> str:
         return str(_("Loyalty settings"))

@@ -14,7 +14,6 @@ class _ServiceFactory(factory.Factory):
 
     member = factory.SubFactory(MemberFactory)
     reason = "test"
-    idempotency_key = factory.Sequence(lambda n: f"test:{n}")
 
 
 class EarnFactory(_ServiceFactory):
@@ -25,6 +24,7 @@ class EarnFactory(_ServiceFactory):
 
     amount = 100
     kind = EntryKind.EARN
+    idempotency_key = factory.Sequence(lambda n: f"test-earn:{n}")
 
     @classmethod
     def _create(cls, model_class, **kwargs):
@@ -39,6 +39,7 @@ class RedeemFactory(_ServiceFactory):
 
     amount = 10
     kind = EntryKind.REDEEM
+    idempotency_key = factory.Sequence(lambda n: f"test-redeem:{n}")
 
     @classmethod
     def _create(cls, model_class, **kwargs):
