@@ -89,6 +89,7 @@ def test_every_key_of_a_deactivated_partner_gets_401(member, make_client, partne
         ("post", "/api/v1/points/earn/", Scope.POINTS_WRITE),
         ("post", "/api/v1/points/redeem/", Scope.POINTS_WRITE),
         ("post", "/api/v1/points/reverse/", Scope.POINTS_WRITE),
+        ("post", "/api/v1/complaints/", Scope.TICKETS_WRITE),
     ],
 )
 def test_a_key_without_the_scope_gets_403_and_changes_nothing(member, make_client, method, path, scope):
