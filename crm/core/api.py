@@ -135,7 +135,8 @@ class _KeyStore:
 
     @staticmethod
     def snapshot_key(prefix: str) -> str:
-        return f"crm:api-key:{prefix}"
+        # v1: bump when PartnerKey changes, so that no process reads another version's pickle.
+        return f"crm:api-key:v1:{prefix}"
 
     @staticmethod
     def counter_key(prefix: str, window: int) -> str:
@@ -173,8 +174,13 @@ class _KeyStore:
             counts = self._counts.setdefault(prefix, [0, 0])
             counts[1] = max(counts[1], total)
         if snapshot is None and replies[0] is not None:
-            snapshot = pickle.loads(replies[0])
-            self._remember(prefix, snapshot)
+            try:
+                snapshot = pickle.loads(replies[0])
+            except Exception:  # noqa: BLE001 - an unreadable snapshot is reloaded from the database
+                logger.warning("unreadable API key snapshot for prefix %s", prefix)
+                snapshot = None
+            else:
+                self._remember(prefix, snapshot)
         return snapshot, total
 
     def _remember(self, prefix: str, snapshot) -> None:

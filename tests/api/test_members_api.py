@@ -213,3 +213,19 @@ def test_list_query_count_does_not_grow_with_the_page(api, django_assert_max_num
         response = api.get("/api/v1/members/", {"page_size": 50})
 
     assert len(response.json()["results"]) == 50
+
+
+def test_read_and_list_show_the_members_layer_and_stage_once_scored(api):
+    score_model = getattr(Member._meta.get_field("score"), "related_model", None) if hasattr(Member, "score") else None
+    if score_model is None:
+        pytest.skip("segmentation has no member scores in this version")
+    scored, unscored = MemberFactory(external_id="M1"), MemberFactory(external_id="M2")
+    score_model.objects.create(member=scored, value_layer="high", lifecycle_stage="paying")
+
+    body = api.get("/api/v1/members/M1/").json()
+    listed = api.get("/api/v1/members/", {"value_layer": "high", "lifecycle_stage": "paying"}).json()["results"]
+
+    assert (body["value_layer"], body["lifecycle_stage"]) == ("high", "paying")
+    assert api.get("/api/v1/members/M2/").json()["value_layer"] is None
+    assert [m["external_id"] for m in listed] == ["M1"]
+    assert unscored.external_id not in [m["external_id"] for m in listed]
