@@ -49,9 +49,10 @@ SCHEDULES: list[Schedule] = [
         name="Recompute layers for members with new events (hourly)",
         task="members.tasks.recompute_layers_incremental",
         crontab={"minute": "40"},
-        description="The same figures for members with events recorded since the last run, scored with the "
-        "cut points of the last nightly run; refreshes scheduled segments too. Skipped while the nightly "
-        "run is under way.",
+        description="The same figures for members with events recorded since the last run, new members, and "
+        "members whose stage changes with time alone (15/30/90 days without activity), scored with the cut "
+        "points of the last nightly run; refreshes scheduled segments too. Skipped while the nightly run is "
+        "under way.",
         expires=1800,
     ),
     Schedule(

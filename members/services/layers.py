@@ -30,7 +30,7 @@ from decimal import Decimal
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -178,7 +178,7 @@ EVENT = MemberEvent._meta.db_table
 # Run bookkeeping ----------------------------------------------------------------------------
 
 
-def _run_start(*, kind: str, started_by=None) -> LayerJobRun:
+def _run_start(*, kind: str, as_of: datetime, started_by=None) -> LayerJobRun:
     """Create the run row; supersede runs of the same kind and any that stopped reporting."""
     now = timezone.now()
     running = LayerJobRun.objects.filter(status=LayerJobRun.Status.RUNNING)
@@ -198,7 +198,7 @@ def _run_start(*, kind: str, started_by=None) -> LayerJobRun:
         kind=kind,
         started_at=now,
         heartbeat_at=now,
-        events_until=now,
+        events_until=as_of,
         last_event_id=last_event or 0,
         started_by=started_by,
     )
@@ -766,7 +766,8 @@ def layers_recompute_full(
     *, now: datetime | None = None, progress: Progress | None = None, range_size: int = RANGE_SIZE, started_by=None
 ) -> LayerJobRun:
     """Recompute every member's scores, layers, stages, churn figures and automatic tags."""
-    run = _run_start(kind=LayerJobRun.Kind.FULL, started_by=started_by)
+    now = now or timezone.now()
+    run = _run_start(kind=LayerJobRun.Kind.FULL, as_of=now, started_by=started_by)
     try:
         ctx = Context(run=run, settings=LayerSettings.load(), now=now or timezone.now())
         scopes = _scopes_for_ranges(range_size)
@@ -814,13 +815,36 @@ def _draft_finish(ctx: Context, scope: Scope, layer_cuts: dict, model) -> None:
         _draft_classify(ctx, scope, layer_cuts)
 
 
-def changed_member_ids(*, since_event_id: int, since: datetime | None) -> list[int]:
-    """Members with events recorded after the event id, and members who joined the pool since."""
+def changed_member_ids(
+    *,
+    since_event_id: int,
+    since: datetime | None,
+    as_of: datetime | None = None,
+    previous_as_of: datetime | None = None,
+    settings_row: LayerSettings | None = None,
+) -> list[int]:
+    """The members an incremental run recomputes.
+
+    Members with events recorded after the event id; members who joined the pool since; and,
+    given the previous run's as-of time, members whose stage changed by time alone: their last
+    activity (or joining) crossed the at-risk, churned or silent threshold, or their joining
+    the new-member threshold, between the two runs. Each is an index range scan.
+    """
     ids = set(
         MemberEvent.objects.filter(id__gt=since_event_id).order_by().values_list("member_id", flat=True).distinct()
     )
     if since is not None:
         ids.update(Member.objects.filter(created_at__gte=since).values_list("pk", flat=True))
+    if as_of is not None and previous_as_of is not None and previous_as_of < as_of and settings_row is not None:
+        crossed = Q(
+            joined_at__gte=previous_as_of - timedelta(days=settings_row.new_member_days),
+            joined_at__lt=as_of - timedelta(days=settings_row.new_member_days),
+        )
+        for days in {settings_row.at_risk_days, settings_row.churned_days, settings_row.silent_days}:
+            low, high = previous_as_of - timedelta(days=days), as_of - timedelta(days=days)
+            crossed |= Q(last_active_at__gte=low, last_active_at__lt=high)
+            crossed |= Q(last_active_at__isnull=True, joined_at__gte=low, joined_at__lt=high)
+        ids.update(Member.objects.filter(crossed).values_list("pk", flat=True))
     return sorted(ids)
 
 
@@ -848,10 +872,17 @@ def layers_recompute_incremental(
         logger.info("incremental layer run skipped: a full run is under way")
         return None
     last = succeeded.exclude(kind=LayerJobRun.Kind.SEGMENTS).order_by("-started_at", "-id").first()
-    run = _run_start(kind=LayerJobRun.Kind.INCREMENTAL, started_by=started_by)
+    now = now or timezone.now()
+    run = _run_start(kind=LayerJobRun.Kind.INCREMENTAL, as_of=now, started_by=started_by)
     try:
         ctx = Context(run=run, settings=LayerSettings.load(), now=now or timezone.now())
-        ids = changed_member_ids(since_event_id=last.last_event_id or 0, since=last.started_at)
+        ids = changed_member_ids(
+            since_event_id=last.last_event_id or 0,
+            since=last.started_at,
+            as_of=ctx.now,
+            previous_as_of=last.events_until,
+            settings_row=ctx.settings,
+        )
         scopes = [Scope(ids=chunk) for chunk in _chunks(ids, IDS_SLICE)]
         run.total = len(scopes) + 1
         run.cut_points = base.cut_points

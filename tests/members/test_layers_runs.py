@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from members.models import EventKind
-from members.models_layers import LayerJobRun, LifecycleStage, MemberScore, MemberScoreDraft
+from members.models_layers import LayerJobRun, LifecycleStage, MemberScore, MemberScoreDraft, StageTransition
 from members.services import layers as layers_service
 from members.services.layers import layers_recompute_full, layers_recompute_incremental
 from tests.factories import MemberFactory
@@ -101,7 +101,7 @@ def test_incremental_run_recomputes_only_members_with_new_events_with_the_full_r
     full = layers_recompute_full(now=now)
     before = _scores()
     changed = people[-1]  # bought longest ago: a low R score
-    later = now + 20 * DAY
+    later = now + timedelta(hours=4)  # too soon for anyone's stage to change with time alone
     ingest(purchases(changed, now=later, days_ago=[0.2]))
     newcomer = MemberFactory(joined_at=later - DAY)
 
@@ -169,3 +169,21 @@ def test_churn_model_fills_p_alive_and_expected_purchases_for_buyers_only():
         assert 0 <= score.p_alive <= 1
         assert score.expected_purchases_90d >= score.expected_purchases_30d >= 0
     assert min(scores[m.pk].p_alive for m in regulars) > max(scores[m.pk].p_alive for m in lapsed)
+
+
+def test_incremental_run_catches_stage_changes_that_come_with_time_alone():
+    now = timezone.now()
+    drifting = MemberFactory(joined_at=now - 300 * DAY)
+    steady = MemberFactory(joined_at=now - 300 * DAY)
+    ingest(purchases(drifting, now=now, days_ago=[1.5]))
+    ingest(purchases(steady, now=now, days_ago=[40.5]))  # churned already, and still churned 16 days later
+    newcomer = MemberFactory(joined_at=now - 20 * DAY)
+    layers_recompute_full(now=now)
+    assert MemberScore.objects.get(member=drifting).lifecycle_stage == LifecycleStage.PAYING
+
+    run = layers_recompute_incremental(now=now + 16 * DAY)  # no event of `drifting` since
+
+    assert run.rows == 2  # drifting and newcomer; steady crossed no threshold
+    assert MemberScore.objects.get(member=drifting).lifecycle_stage == LifecycleStage.AT_RISK
+    assert MemberScore.objects.get(member=newcomer).lifecycle_stage != LifecycleStage.NEW
+    assert StageTransition.objects.filter(member=drifting, from_stage="paying", to_stage="at_risk").count() == 1
