@@ -264,6 +264,17 @@ def test_search_by_member_number_is_exact_and_by_name_is_a_prefix(client, operat
 
 
 @pytest.mark.django_db
+def test_an_exact_identifier_wins_over_name_prefixes_and_filters_still_apply(client, operator):
+    numbered = MemberFactory(name="张三", external_id="VIP", city="上海")
+    MemberFactory(name="VIP客户", external_id="B2")
+    client.force_login(operator)
+
+    assert listed(client.get(CHANGELIST, {"q": "VIP"})) == [numbered.pk]
+    assert listed(client.get(CHANGELIST, {"q": "VIP", "city": "北京"})) == []
+    assert len(listed(client.get(CHANGELIST, {"q": "VIP客"}))) == 1
+
+
+@pytest.mark.django_db
 def test_sorting_on_rollups(client, operator):
     low, high, middle = MemberFactory(), MemberFactory(), MemberFactory()
     for member, spent, orders in [(low, "10.00", 1), (high, "900.00", 7), (middle, "100.00", 3)]:
