@@ -102,14 +102,14 @@ class IdempotencyKey(models.Model):
 # next request, in every process sharing the cache.
 @receiver([post_save, post_delete], sender=PartnerAPIKey, dispatch_uid="crm_forget_api_key")
 def _forget_api_key(sender, instance: PartnerAPIKey, **kwargs) -> None:
-    from crm.core.api import partner_key_forget
+    from crm.core.api.auth import partner_key_forget
 
     partner_key_forget(instance.prefix)
 
 
 @receiver([post_save, post_delete], sender=Partner, dispatch_uid="crm_forget_partner_keys")
 def _forget_partner_keys(sender, instance: Partner, **kwargs) -> None:
-    from crm.core.api import partner_key_forget
+    from crm.core.api.auth import partner_key_forget
 
     for prefix in PartnerAPIKey.objects.filter(partner_id=instance.pk).values_list("prefix", flat=True):
         partner_key_forget(prefix)
