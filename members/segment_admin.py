@@ -122,6 +122,16 @@ class MemberScoreAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     ordering = ("-churn_risk", "-member")
     sortable_by = ("churn_risk", "rfm_score")
 
+    search_fields = ("member__external_id",)
+    search_help_text = _("Member number, exactly.")
+
+    def get_search_results(self, request, queryset, search_term):
+        # An exact match on the unique member number, never a LIKE scan of a million members.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(member__external_id=term), False
+
     @admin.display(description=_("P(alive)"))
     def p_alive_percent(self, score: MemberScore) -> str:
         return "" if score.p_alive is None else f"{score.p_alive:.0%}"

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from members.models import Channel
-from members.models_layers import LayerJobRun, LayerSnapshot, Segment, SegmentMember, StageTransition
+from members.models_layers import LayerJobRun, LayerSettings, LayerSnapshot, Segment, SegmentMember, StageTransition
 from members.resources import MemberResource, members_export_write
 from members.services.layers import layers_recompute_full
 from members.services.segments import segment_refresh, segments_refresh_all
@@ -221,3 +221,40 @@ def test_staff_page_is_refused_to_anonymous_users_and_staff_without_permission(c
 def test_the_admin_index_links_to_the_charts(operator_client):
     response = operator_client.get(reverse("admin:members_layersnapshot_changelist"))
     assert response.status_code == 302 and response["Location"] == reverse("members:layers_dashboard")
+
+
+def test_layer_admin_pages_render_with_bounded_queries(operator_client, django_assert_max_num_queries):
+    now = timezone.now()
+    members = MemberFactory.create_batch(5, joined_at=now - 100 * DAY)
+    ingest(e for m in members for e in purchases(m, now=now, days_ago=[3.2]))
+    layers_recompute_full(now=now)
+
+    with django_assert_max_num_queries(12):
+        response = operator_client.get(reverse("admin:members_memberscore_changelist") + "?lifecycle_stage=paying")
+    assert response.status_code == 200 and response.context["cl"].result_count == 5
+    found = operator_client.get(reverse("admin:members_memberscore_changelist") + f"?q={members[0].external_id}")
+    assert found.context["cl"].result_count == 1
+    runs = operator_client.get(reverse("admin:members_layerjobrun_changelist"))
+    assert runs.status_code == 200 and b"<progress" in runs.content
+    assert not runs.context["can_start_run"]  # operators watch runs; supervisors start them
+
+
+def test_thresholds_are_edited_by_supervisors_and_only_viewed_by_operators(client, operator, supervisor):
+    settings_row = LayerSettings.load()
+    url = reverse("admin:members_layersettings_change", args=[settings_row.pk])
+    client.force_login(operator)
+    assert client.get(reverse("admin:members_layersettings_changelist"))["Location"] == url
+    assert client.post(url, {"at_risk_days": 14}).status_code == 403
+
+    client.force_login(supervisor)
+    form = client.get(url).context["adminform"].form
+    data = {name: form.initial[name] for name in form.fields}
+    data["at_risk_days"] = 14
+    response = client.post(url, data)
+    assert response.status_code == 302
+    settings_row.refresh_from_db()
+    assert settings_row.at_risk_days == 14
+
+    data["churned_days"] = 10  # below at risk: refused with a message
+    response = client.post(url, data)
+    assert response.status_code == 200 and "at risk ≤ churned ≤ silent" in response.content.decode()
