@@ -3,6 +3,7 @@
 The ledger and the accounts are read-only: points move only through loyalty.services. Staff
 with the `loyalty.adjust_points` permission (supervisors) adjust and reverse points here, through
 the same services, with a reason that the ledger keeps. The settings row is edited in place.
+Tiers are edited here; members' tiers and their history are read-only.
 """
 
 import uuid
@@ -22,8 +23,8 @@ from django.utils.translation import ngettext
 
 from crm.core.admin import BaseModelAdmin, ReadOnlyAdminMixin
 from crm.core.exceptions import ApplicationError
-from loyalty.models import LoyaltySettings, PointsAccount, PointsAllocation, PointsEntry
-from loyalty.selectors import points_open_lots
+from loyalty.models import LoyaltySettings, MemberTier, PointsAccount, PointsAllocation, PointsEntry, Tier, TierChange
+from loyalty.selectors import member_tier_history, points_open_lots, tier_progress
 from loyalty.services import points_adjust, points_reverse
 from members.models import Member
 
@@ -31,6 +32,7 @@ ADJUST_PERMISSION = "loyalty.adjust_points"
 # Each selected row is one service call in its own transaction, inside the web request.
 MAX_ROWS_PER_ACTION = 500
 OPEN_LOTS_SHOWN = 50
+HISTORY_SHOWN = 50
 
 
 class IdempotentForm(forms.Form):
@@ -313,3 +315,65 @@ class PointsEntryAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
                 failures.append(f"#{entry.pk} {entry}: {error.message}")
         _report(self, request, done=done, failures=failures)
         return None
+
+
+@admin.register(Tier)
+class TierAdmin(BaseModelAdmin):
+    list_display = (
+        "name", "code", "rank", "rule", "min_spend", "min_points", "qualifying_period_days",
+        "discount_percent", "points_multiplier", "validity_days",
+    )
+    ordering = ("rank",)
+    fieldsets = (
+        (None, {"fields": ("name", "code", "rank")}),
+        (_("Qualifying"), {"fields": ("rule", "min_spend", "min_points", "qualifying_period_days", "validity_days")}),
+        (_("Benefits"), {"fields": ("discount_percent", "points_multiplier", "birthday_gift", "benefits")}),
+    )
+
+
+@admin.register(MemberTier)
+class MemberTierAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    list_display = ("member", "tier", "since", "valid_until")
+    list_select_related = ("member", "tier")
+    list_filter = ("tier",)
+    show_facets = admin.ShowFacets.NEVER
+    search_fields = ("=member__external_id",)
+    search_help_text = _("Member number.")
+    ordering = ("-id",)
+    sortable_by = ()
+    fields = ("member", "tier", "since", "valid_until", "progress", "history")
+    readonly_fields = fields
+
+    @admin.display(description=_("to the next tier"))
+    def progress(self, status: MemberTier):
+        return tier_progress(member=status.member).message
+
+    @admin.display(description=_("history"))
+    def history(self, status: MemberTier):
+        changes = member_tier_history(member=status.member)[:HISTORY_SHOWN]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (date_format(timezone.localtime(change.created_at), "DATETIME_FORMAT"), change.from_tier or "-",
+                 change.to_tier, change.reason, change.actor or "-")
+                for change in changes
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            _("changed at"), _("from"), _("to"), _("reason"), _("by"), rows,
+        )
+
+
+@admin.register(TierChange)
+class TierChangeAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    list_display = ("created_at", "member", "from_tier", "to_tier", "reason", "actor")
+    list_select_related = ("member", "from_tier", "to_tier", "actor")
+    list_filter = ("to_tier",)
+    show_facets = admin.ShowFacets.NEVER
+    search_fields = ("=member__external_id",)
+    search_help_text = _("Member number.")
+    ordering = ("-id",)
+    sortable_by = ()

@@ -1,9 +1,15 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
 
 class LoyaltyConfig(AppConfig):
-    """Tiers, the points ledger, rewards and coupons, honors and badges (built in a later issue)."""
+    """Tiers, the points ledger, rewards and coupons, honors and badges."""
 
     name = "loyalty"
     verbose_name = _("Loyalty")
+
+    def ready(self) -> None:
+        from loyalty.defaults import install_default_tiers_after_migrate
+
+        post_migrate.connect(install_default_tiers_after_migrate, sender=self)

@@ -4,12 +4,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Case, F, IntegerField, Min, Q, QuerySet, Sum, When
+from django.db.models import Case, DecimalField, F, IntegerField, Min, Q, QuerySet, Sum, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
-from loyalty.models import LOT_SPENDING_ORDER, EntryKind, LoyaltySettings, PointsAccount, PointsEntry
-from members.models import Member
+from loyalty.models import (
+    LOT_SPENDING_ORDER,
+    EntryKind,
+    LoyaltySettings,
+    MemberTier,
+    PointsAccount,
+    PointsEntry,
+    Tier,
+    TierChange,
+    TierRule,
+)
+from members.models import EventKind, Member, MemberEvent
 
 CENT = Decimal("0.01")
 
@@ -110,3 +122,87 @@ def points_flow(*, start: datetime | None = None, end: datetime | None = None) -
         expired=total(Q(kind=EntryKind.EXPIRE), -1),
     )
     return PointsFlow(**totals)
+
+
+# Tiers -------------------------------------------------------------------------------------
+
+
+def member_qualifying_totals(*, member: Member, days: int, now: datetime | None = None) -> tuple[Decimal, int]:
+    """(spend in yuan, points earned) over the last `days`: purchases minus refunds, earns net of reversals."""
+    now = now or timezone.now()
+    since = now - timedelta(days=days)
+    spend = MemberEvent.objects.filter(
+        member=member, kind__in=[EventKind.PURCHASE, EventKind.REFUND], occurred_at__gt=since, occurred_at__lte=now
+    ).aggregate(
+        spend=Coalesce(
+            Sum(Case(When(kind=EventKind.REFUND, then=-F("amount")), default=F("amount"))),
+            Decimal(0),
+            output_field=DecimalField(max_digits=14, decimal_places=2),
+        )
+    )["spend"]
+    points = PointsEntry.objects.filter(
+        Q(kind=EntryKind.EARN) | Q(kind=EntryKind.REVERSE, reverses__kind=EntryKind.EARN),
+        member=member, created_at__gt=since, created_at__lte=now,
+    ).aggregate(points=Coalesce(Sum("amount"), 0))["points"]
+    return spend, points
+
+
+@dataclass(frozen=True)
+class TierProgress:
+    current: Tier | None
+    next: Tier | None
+    spend: Decimal
+    points: int
+    spend_needed: Decimal
+    points_needed: int
+
+    @property
+    def message(self) -> Promise | str:
+        """What the member is told, e.g. "Spend 80 more yuan to reach 白银" (再消费 80 元升级白银)."""
+        if self.next is None:
+            return _("Top tier reached.")
+        values = {"tier": self.next.name, "amount": _plain_number(self.spend_needed), "points": self.points_needed}
+        spend, points = self.spend_needed > 0, self.points_needed > 0
+        rule = self.next.rule
+        if rule == TierRule.EITHER and spend and points:
+            return _("Spend %(amount)s more yuan or earn %(points)s more points to reach %(tier)s.") % values
+        if rule == TierRule.BOTH and spend and points:
+            return _("Spend %(amount)s more yuan and earn %(points)s more points to reach %(tier)s.") % values
+        if spend and rule != TierRule.EITHER:
+            return _("Spend %(amount)s more yuan to reach %(tier)s.") % values
+        if points and rule != TierRule.EITHER:
+            return _("Earn %(points)s more points to reach %(tier)s.") % values
+        return _("Qualifies for %(tier)s.") % values
+
+
+def _plain_number(amount: Decimal) -> str:
+    """80 rather than 80.00; 80.5 stays 80.50."""
+    return f"{amount:.0f}" if amount == amount.to_integral_value() else f"{amount:.2f}"
+
+
+def tier_progress(*, member: Member, now: datetime | None = None) -> TierProgress:
+    """The member's tier, the next one up, and what is missing to reach it.
+
+    A member without a tier yet stands on the lowest tier, where everyone starts.
+    """
+    tiers = list(Tier.objects.order_by("rank"))
+    status = MemberTier.objects.filter(member=member).select_related("tier").first()
+    current = status.tier if status else (tiers[0] if tiers else None)
+    higher = [tier for tier in tiers if current is None or tier.rank > current.rank]
+    following = higher[0] if higher else None
+    if following is None:
+        return TierProgress(current=current, next=None, spend=Decimal(0), points=0, spend_needed=Decimal(0),
+                            points_needed=0)
+    spend, points = member_qualifying_totals(member=member, days=following.qualifying_period_days, now=now)
+    return TierProgress(
+        current=current,
+        next=following,
+        spend=spend,
+        points=points,
+        spend_needed=max(Decimal(0), following.min_spend - spend) if following.counts_spend else Decimal(0),
+        points_needed=max(0, following.min_points - points) if following.counts_points else 0,
+    )
+
+
+def member_tier_history(*, member: Member) -> QuerySet[TierChange]:
+    return TierChange.objects.filter(member=member).select_related("from_tier", "to_tier", "actor").order_by("-id")

@@ -10,6 +10,7 @@ from .points import (
     points_reconcile,
     points_reverse,
 )
+from .tiers import tier_assign, tier_upgrade_if_qualified
 
 __all__ = [
     "LedgerDrift",
@@ -20,4 +21,6 @@ __all__ = [
     "points_expire_due",
     "points_reconcile",
     "points_reverse",
+    "tier_assign",
+    "tier_upgrade_if_qualified",
 ]
