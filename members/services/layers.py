@@ -696,7 +696,7 @@ def automatic_tags_ensure() -> dict[tuple[str, str], int]:
     return existing
 
 
-def _tag_condition(rule: str, argument: str) -> str:
+def _tag_condition(rule: str, argument_param: str) -> str:
     Rule = AutomaticTag.Rule
     if rule == Rule.HIGH_SPENDER:
         return "d.monetary >= %(high_spender)s"
@@ -708,35 +708,53 @@ def _tag_condition(rule: str, argument: str) -> str:
     if rule == Rule.POINTS_EXPIRING:
         return "d.points_expiring"
     if rule == Rule.PREFERS:
-        return "d.top_interaction = %(argument)s"
+        return f"d.top_interaction = %({argument_param})s"
     raise ValueError(f"unknown automatic tag rule {rule!r}")
 
 
 def _sync_automatic_tags(ctx: Context) -> None:
-    """Set-based: tag the draft members who match each rule, untag those who no longer do."""
+    """Set-based: tag the draft members who match each rule, untag those who no longer do.
+
+    Two statements for all the automatic tags together: an INSERT of every (member, tag) that
+    matches, and a DELETE of every existing automatic link whose rule no longer matches,
+    checked per link against the member's draft through the (run_id, member_id) index.
+    """
     s = ctx.settings
     member_tag = MemberTag._meta.db_table
-    for (rule, argument), tag_id in automatic_tags_ensure().items():
-        condition = _tag_condition(rule, argument)
-        params = ctx.params(
-            tag=tag_id,
-            argument=argument,
-            high_spender=s.high_spender_yuan,
-            live_min=s.live_lover_min_watches,
-            month=timezone.localtime(ctx.now).month,
-        )
-        source = f"FROM {DRAFT} d JOIN {MEMBER} m ON m.id = d.member_id WHERE d.run_id = %(run)s"
-        _execute(
-            f"""DELETE FROM {member_tag} WHERE tag_id = %(tag)s AND member_id IN (
-                    SELECT d.member_id {source} AND (CASE WHEN {condition} THEN 1 ELSE 0 END) = 0)""",
-            params,
-        )
-        _execute(
-            f"""INSERT INTO {member_tag} (member_id, tag_id, created_at)
-                SELECT d.member_id, %(tag)s, %(now)s {source} AND {condition}
-                ON CONFLICT (member_id, tag_id) DO NOTHING""",
-            params,
-        )
+    params = ctx.params(
+        high_spender=s.high_spender_yuan,
+        live_min=s.live_lover_min_watches,
+        month=timezone.localtime(ctx.now).month,
+    )
+    matches, ids = [], []
+    for index, ((rule, argument), tag_id) in enumerate(sorted(automatic_tags_ensure().items())):
+        params[f"arg{index}"] = argument
+        # Tag ids come from our own table as integers, so they are written into the statement.
+        ids.append(str(int(tag_id)))
+        matches.append(f"({{tag}} = {int(tag_id)} AND {_tag_condition(rule, f'arg{index}')})")
+    if not matches:
+        return
+    tag_ids = ", ".join(ids)
+    any_match = " OR ".join(matches)
+    _execute(
+        f"""INSERT INTO {member_tag} (member_id, tag_id, created_at)
+            SELECT d.member_id, t.id, %(now)s
+            FROM {DRAFT} d JOIN {MEMBER} m ON m.id = d.member_id
+            CROSS JOIN {Tag._meta.db_table} t
+            WHERE d.run_id = %(run)s AND t.id IN ({tag_ids}) AND ({any_match.format(tag="t.id")})
+            ON CONFLICT (member_id, tag_id) DO NOTHING""",
+        params,
+    )
+    _execute(
+        f"""DELETE FROM {member_tag}
+            WHERE tag_id IN ({tag_ids})
+              AND member_id IN (SELECT member_id FROM {DRAFT} WHERE run_id = %(run)s)
+              AND NOT EXISTS (
+                  SELECT 1 FROM {DRAFT} d JOIN {MEMBER} m ON m.id = d.member_id
+                  WHERE d.run_id = %(run)s AND d.member_id = {member_tag}.member_id
+                    AND ({any_match.format(tag=f"{member_tag}.tag_id")}))""",
+        params,
+    )
 
 
 def _snapshot_counts(now: datetime) -> None:
