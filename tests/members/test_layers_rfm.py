@@ -84,6 +84,24 @@ def _expected(people, now, *, window=365, buckets=5, high=10, potential=30):
     return figures
 
 
+def _expected_stage(member, frequency, now, *, new=30, at_risk=15, churned=30, silent=90) -> str:
+    """The lifecycle rules of DOMAIN.md, first match wins, from the member's rollups."""
+    member.refresh_from_db()
+    life = member.last_active_at or member.joined_at
+    if member.joined_at >= now - new * DAY:
+        return "new"
+    if all(
+        (when or member.joined_at) < now - silent * DAY
+        for when in (member.last_purchase_at, member.last_interaction_at, member.last_active_at)
+    ):
+        return "silent"
+    if life < now - churned * DAY:
+        return "churned"
+    if life < now - at_risk * DAY:
+        return "at_risk"
+    return "paying" if frequency else "active"
+
+
 def _computed():
     return {
         s.member_id: {
@@ -104,11 +122,22 @@ def test_rfm_scores_and_layers_match_an_independent_computation():
     now = timezone.now()
     people = _history(now)
 
+    # Some members also engage without buying, some joined lately, some only left a group.
+    ingest(event(m, EventKind.CHECK_IN, at=now - (i % 40 + 0.6) * DAY) for i, m in enumerate(people) if i % 3 == 0)
+    ingest(event(m, EventKind.GROUP_EXIT, at=now - 1.6 * DAY) for m in people[1::4])
+    for member in people[2::9]:
+        member.joined_at = now - 12 * DAY
+        member.save(update_fields=["joined_at"])
+
     run = layers_recompute_full(now=now, range_size=7)  # several ranges, so cut points are global
 
     assert run.status == LayerJobRun.Status.SUCCEEDED
     assert run.rows == len(people)
-    assert _computed() == _expected(people, now)
+    expected = _expected(people, now)
+    assert _computed() == expected
+    stages = dict(MemberScore.objects.values_list("member_id", "lifecycle_stage"))
+    assert stages == {m.pk: _expected_stage(m, expected[m.pk]["frequency"], now) for m in people}
+    assert len(set(stages.values())) >= 4
 
 
 def test_ties_share_a_score_and_members_without_purchases_score_lowest_and_sit_in_the_edge_layer():
