@@ -1,8 +1,12 @@
 """Ingest of the behaviour log and the rollups it keeps on Member.
 
-Both paths are set-based: a batch is one multi-row INSERT … ON CONFLICT DO NOTHING RETURNING id,
-then one UPDATE … FROM (aggregate over the new rows) per batch. The nightly rebuild runs the
-same aggregate over every event of a range of members.
+Both paths are set-based: a batch is one INSERT … ON CONFLICT DO NOTHING RETURNING id, then one
+UPDATE … FROM (aggregate over the new rows) per batch. The nightly rebuild runs the same
+aggregate over every event of a range of members.
+
+On PostgreSQL a large batch reaches the server by COPY into a temporary staging table: a
+multi-row VALUES statement with nine parameters per event spends most of its time having its
+parameters bound and parsed (docs/PERFORMANCE.md, "Event ingest").
 """
 
 import json
@@ -15,7 +19,18 @@ from django.db import connection, transaction
 
 from members.models import ACTIVE_KINDS, INTERACTION_KINDS, EventKind, Member, MemberEvent
 
-INGEST_BATCH_SIZE = 2_000
+# Events per transaction. Larger batches update each member's rollups once for more events
+# (member rows carry many indexes, so an UPDATE of one costs several times an event INSERT);
+# a batch locks its members only at its end, for the rollup UPDATE and the commit.
+INGEST_BATCH_SIZE = 50_000
+# Smaller batches, such as a partner's request, go in as multi-row INSERTs: three statements
+# (staging table, COPY, TRUNCATE) fewer than the COPY path, whose cheaper encoding pays off in
+# bulk. Each INSERT stays under SQLite's limit of 32,766 parameters; an event takes nine.
+COPY_MIN_ROWS = ROWS_PER_INSERT = 2_000
+_COLUMNS = "member_id, kind, sub_kind, amount, occurred_at, source, external_id, payload"
+_STAGING_TABLE = "memberevent_ingest_staging"
+# One encoder for every payload: json.dumps(..., ensure_ascii=False) builds a new one per call.
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +85,51 @@ def _ingest_batch(batch: Sequence[EventInput], result: IngestResult) -> None:
 
 
 def _insert_events(batch: Sequence[EventInput]) -> list[tuple[int, str, str]]:
+    if connection.vendor == "postgresql" and len(batch) >= COPY_MIN_ROWS:
+        return _insert_events_copy(batch)
+    rows = []
+    for start in range(0, len(batch), ROWS_PER_INSERT):
+        rows += _insert_events_values(batch[start : start + ROWS_PER_INSERT])
+    return rows
+
+
+def _insert_events_copy(batch: Sequence[EventInput]) -> list[tuple[int, str, str]]:
+    table = MemberEvent._meta.db_table
+    with connection.cursor() as cursor:
+        # One staging table per session, created on first use. It is emptied at the end of the
+        # batch rather than ON COMMIT, because batches may share a caller's transaction.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING_TABLE} (member_id bigint, kind text, sub_kind text, "
+            "amount numeric, occurred_at timestamptz, source text, external_id text, payload jsonb)"
+        )
+        with cursor.copy(f"COPY {_STAGING_TABLE} ({_COLUMNS}) FROM STDIN") as copy:
+            for event in batch:
+                copy.write_row(
+                    (
+                        event.member_id,
+                        event.kind,
+                        event.sub_kind or "",
+                        event.amount,
+                        event.occurred_at,
+                        event.source,
+                        event.external_id,
+                        _encode_json(event.payload) if event.payload else "{}",
+                    )
+                )
+        # Rows go in in COPY order, the sorted order _ingest_batch locks in: a temporary table has
+        # no index and is read front to back, never in parallel or from a synchronized scan's
+        # midpoint. (An ORDER BY would cost a tenth of the insert.)
+        cursor.execute(
+            f"INSERT INTO {table} ({_COLUMNS}, recorded_at) SELECT {_COLUMNS}, %s FROM {_STAGING_TABLE} "
+            "ON CONFLICT (source, external_id) DO NOTHING RETURNING id, source, external_id",
+            [_now()],
+        )
+        rows = cursor.fetchall()
+        cursor.execute(f"TRUNCATE {_STAGING_TABLE}")
+    return rows
+
+
+def _insert_events_values(batch: Sequence[EventInput]) -> list[tuple[int, str, str]]:
     table = MemberEvent._meta.db_table
     ops = connection.ops
     json_placeholder = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
@@ -85,12 +145,11 @@ def _insert_events(batch: Sequence[EventInput]) -> list[tuple[int, str, str]]:
             ops.adapt_datetimefield_value(event.occurred_at),
             event.source,
             event.external_id,
-            json.dumps(event.payload or {}, ensure_ascii=False),
+            _encode_json(event.payload) if event.payload else "{}",
             recorded_at,
         ]
     sql = (
-        f"INSERT INTO {table} (member_id, kind, sub_kind, amount, occurred_at, source, external_id, payload, recorded_at) "
-        f"VALUES {', '.join([row_sql] * len(batch))} "
+        f"INSERT INTO {table} ({_COLUMNS}, recorded_at) VALUES {', '.join([row_sql] * len(batch))} "
         "ON CONFLICT (source, external_id) DO NOTHING RETURNING id, source, external_id"
     )
     with connection.cursor() as cursor:
@@ -137,9 +196,11 @@ def _later(column: str, candidate: str) -> str:
 def _apply_rollups_of_new_events(event_ids: list[int]) -> None:
     member = Member._meta.db_table
     if connection.vendor == "postgresql":
-        where, params = "id = ANY(%s)", [event_ids]
+        # An array literal built here: psycopg's list adapter checks every element with a regex.
+        where, params = "id = ANY(%s::bigint[])", ["{" + ",".join(map(str, event_ids)) + "}"]
     else:
-        where, params = f"id IN ({', '.join(['%s'] * len(event_ids))})", event_ids
+        # One JSON parameter instead of one per id: a batch may exceed SQLite's parameter limit.
+        where, params = "id IN (SELECT value FROM json_each(%s))", [json.dumps(event_ids)]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(

@@ -6,11 +6,14 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from members.models import ACTIVE_KINDS, INTERACTION_KINDS, EventKind, Member, MemberEvent
 from members.services import EventInput, events_ingest, member_rollups_rebuild
+from members.services.events import COPY_MIN_ROWS
 from tests.factories import MemberFactory
 
 pytestmark = pytest.mark.django_db
@@ -174,6 +177,45 @@ def test_input_larger_than_a_batch_is_split_and_replays_across_batches_are_caugh
         assert rollups["orders_count"] == len(numbers)
         assert rollups["total_spent"] == sum(Decimal(n) for n in numbers)
         assert rollups["last_purchase_at"] == T0 + timedelta(hours=max(numbers))
+
+
+def test_a_bulk_batch_takes_the_same_rules():
+    # Past COPY_MIN_ROWS, PostgreSQL stages the batch with COPY and SQLite splits its INSERT.
+    members = MemberFactory.create_batch(4)
+    events = [
+        _event(members[n % 4], n, EventKind.INTERACTION, hours=n / 100, sub_kind="view", payload={"标题": f"第{n}篇"})
+        for n in range(COPY_MIN_ROWS + 500)
+    ]
+    events += [
+        _event(members[0], 0, EventKind.INTERACTION, sub_kind="view"),
+        _event(members[1], 10**6, amount=Decimal("9.99")),
+    ]
+
+    with CaptureQueriesContext(connection) as queries:
+        result = events_ingest(events=events, batch_size=len(events))
+
+    if connection.vendor == "postgresql":
+        assert any(query["sql"].startswith("COPY") for query in queries.captured_queries)
+    assert (result.created, result.duplicates) == (COPY_MIN_ROWS + 501, 1)
+    assert MemberEvent.objects.count() == COPY_MIN_ROWS + 501
+    assert MemberEvent.objects.get(external_id="ev-7").payload == {"标题": "第7篇"}
+    last = COPY_MIN_ROWS + 499
+    assert _rollups(members[last % 4])["last_interaction_at"] == T0 + timedelta(hours=last / 100)
+    assert _rollups(members[1])["total_spent"] == Decimal("9.99")
+
+
+def test_batches_inside_one_outer_transaction_record_each_event_once():
+    # The importer wraps a whole file in one transaction; batches must not see each other's staging.
+    member = MemberFactory()
+    events = [_event(member, n, EventKind.CHECK_IN, hours=n) for n in range(COPY_MIN_ROWS * 2 + 10)]
+
+    with transaction.atomic():
+        first = events_ingest(events=events[:COPY_MIN_ROWS], batch_size=COPY_MIN_ROWS)
+        rest = events_ingest(events=events, batch_size=COPY_MIN_ROWS)
+
+    assert (first.created, rest.created, rest.duplicates) == (COPY_MIN_ROWS, COPY_MIN_ROWS + 10, COPY_MIN_ROWS)
+    assert MemberEvent.objects.count() == len(events)
+    assert _rollups(member)["last_active_at"] == T0 + timedelta(hours=len(events) - 1)
 
 
 def test_nothing_to_ingest_is_a_no_op():
