@@ -31,6 +31,8 @@ _OPERATOR = [
     "loyalty.view_tier",
     "loyalty.view_membertier",
     "loyalty.view_tierchange",
+    "loyalty.view_earnrule",
+    "loyalty.view_pointsmultiplierwindow",
     # Layers, churn warning and segments (issue 4).
     "members.view_segment",
     "members.add_segment",
@@ -42,6 +44,17 @@ _OPERATOR = [
     "members.view_layersnapshot",
     "members.view_layerjobrun",
     "members.view_layersettings",
+    # Campaigns and the outbox (issue 5): operators draft and submit; supervisors approve.
+    "campaigns.view_campaign",
+    "campaigns.add_campaign",
+    "campaigns.change_campaign",
+    "campaigns.view_messagetemplate",
+    "campaigns.add_messagetemplate",
+    "campaigns.change_messagetemplate",
+    "campaigns.delete_messagetemplate",
+    "campaigns.view_campaigntransition",
+    "campaigns.view_delivery",
+    "campaigns.view_outboxsettings",
 ]
 
 _SUPERVISOR = _OPERATOR + [
@@ -57,6 +70,10 @@ _SUPERVISOR = _OPERATOR + [
     "loyalty.adjust_points",
     "loyalty.change_loyaltysettings",
     "loyalty.change_tier",
+    "loyalty.add_earnrule",
+    "loyalty.change_earnrule",
+    "loyalty.add_pointsmultiplierwindow",
+    "loyalty.change_pointsmultiplierwindow",
     "members.delete_segment",
     "members.change_layersettings",
     "members.add_layerjobrun",
@@ -66,6 +83,8 @@ _SUPERVISOR = _OPERATOR + [
     "crm.view_partnerapikey",
     "crm.add_partnerapikey",
     "crm.change_partnerapikey",
+    "campaigns.approve_campaign",
+    "campaigns.change_outboxsettings",
 ]
 
 _AUDITOR = [
@@ -82,6 +101,8 @@ _AUDITOR = [
     "loyalty.view_tier",
     "loyalty.view_membertier",
     "loyalty.view_tierchange",
+    "loyalty.view_earnrule",
+    "loyalty.view_pointsmultiplierwindow",
     "members.view_segment",
     "members.view_segmentsnapshot",
     "members.view_memberscore",
@@ -89,6 +110,11 @@ _AUDITOR = [
     "members.view_layersnapshot",
     "members.view_layerjobrun",
     "members.view_layersettings",
+    "campaigns.view_campaign",
+    "campaigns.view_messagetemplate",
+    "campaigns.view_campaigntransition",
+    "campaigns.view_delivery",
+    "campaigns.view_outboxsettings",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

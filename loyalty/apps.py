@@ -13,3 +13,8 @@ class LoyaltyConfig(AppConfig):
         from loyalty.defaults import install_default_tiers_after_migrate
 
         post_migrate.connect(install_default_tiers_after_migrate, sender=self)
+
+        from loyalty.receivers import enqueue_earn_for_events
+        from members.services.events import events_recorded
+
+        events_recorded.connect(enqueue_earn_for_events, dispatch_uid="loyalty.earn_for_events")

@@ -19,3 +19,16 @@ def reconcile_points() -> int:
     from loyalty.services import points_reconcile
 
     return len(points_reconcile())
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def earn_points_for_events(event_ids: list[int]) -> int:
+    """After ingest: earn the points of newly recorded events, reverse refunded purchases, and move
+    members who now qualify up a tier. Idempotent (earn:<event id>), so a retry changes nothing."""
+    from loyalty.services import points_earn_for_events, tier_upgrade_if_qualified
+    from members.models import Member
+
+    result = points_earn_for_events(event_ids=event_ids)
+    for member in Member.objects.filter(pk__in=sorted(result.member_ids)).order_by("pk"):
+        tier_upgrade_if_qualified(member=member)
+    return result.entries

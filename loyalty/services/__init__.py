@@ -1,5 +1,6 @@
 """Every write to points and tiers goes through these functions."""
 
+from .earning import EarnResult, earn_key, points_earn_backfill, points_earn_for_events, refund_key
 from .points import (
     LedgerDrift,
     expiry_key,
@@ -13,6 +14,11 @@ from .points import (
 from .tiers import tier_assign, tier_upgrade_if_qualified
 
 __all__ = [
+    "EarnResult",
+    "earn_key",
+    "points_earn_backfill",
+    "points_earn_for_events",
+    "refund_key",
     "LedgerDrift",
     "expiry_key",
     "points_adjust",

@@ -16,8 +16,15 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.dispatch import Signal
 
 from members.models import ACTIVE_KINDS, INTERACTION_KINDS, EventKind, Member, MemberEvent
+
+# The post-ingest hook: sent once the transaction that recorded new events commits, with
+# `event_ids`, the ids of the events recorded (replays excluded). Other apps connect to it in
+# their AppConfig.ready (loyalty earns points from it), so this module imports none of them.
+# Sent with send_robust: a failing receiver is logged and never fails the ingest.
+events_recorded = Signal()
 
 # Events per transaction. Larger batches update each member's rollups once for more events
 # (member rows carry many indexes, so an UPDATE of one costs several times an event INSERT);
@@ -79,6 +86,9 @@ def _ingest_batch(batch: Sequence[EventInput], result: IngestResult) -> None:
         rows = _insert_events(batch)
         if rows:
             _apply_rollups_of_new_events([row[0] for row in rows])
+    if rows:
+        event_ids = [row[0] for row in rows]
+        transaction.on_commit(lambda: events_recorded.send_robust(sender=MemberEvent, event_ids=event_ids))
     result.created += len(rows)
     result.duplicates += len(batch) - len(rows)
     result.created_keys.update((source, external_id) for _, source, external_id in rows)
