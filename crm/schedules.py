@@ -79,6 +79,22 @@ SCHEDULES: list[Schedule] = [
         "more than 24 hours ago; after that the key may be used again.",
         expires=1800,
     ),
+    Schedule(
+        name="Start scheduled campaigns",
+        task="campaigns.tasks.start_due_campaigns",
+        crontab={"minute": "*"},
+        description="Starts approved campaigns whose start time has come, planning their deliveries (caps, "
+        "quiet hours, opt-outs applied), and finishes campaigns whose end has passed.",
+        expires=120,
+    ),
+    Schedule(
+        name="Dispatch the outbox",
+        task="campaigns.tasks.dispatch_deliveries",
+        crontab={"minute": "*"},
+        description="Sends due messages in bounded batches, retrying failed ones with back-off. Paused "
+        "campaigns and disabled channels are left waiting.",
+        expires=120,
+    ),
 ]
 
 

@@ -1,0 +1,325 @@
+"""Campaigns in the admin: drafts with their messages, status buttons per role, a preview for a real
+member, and the outbox (read-only) with its filters. Every write goes through campaigns.services."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
+
+from campaigns.models import (
+    Campaign,
+    CampaignTransition,
+    ChannelConfig,
+    Delivery,
+    InAppMessage,
+    MessageTemplate,
+    OutboxSettings,
+)
+from campaigns.selectors import campaign_audience_sample, delivery_counts
+from campaigns.services import (
+    APPROVE_PERMISSION,
+    CHANGE_PERMISSION,
+    EDITABLE_STATUSES,
+    TRANSITIONS,
+    campaign_actions_allowed,
+    campaign_save,
+    campaign_transition,
+    message_template_save,
+)
+from campaigns.templating import message_context, render, template_errors
+from crm.core.admin import BaseModelAdmin, ReadOnlyAdminMixin
+from crm.core.exceptions import ApplicationError
+from members.models import Member
+from members.resources import mask_phone
+
+SAMPLE_MEMBER = Member(name="欧阳娜娜娜", external_id="M000000000", city="乌鲁木齐")
+
+
+class MessageTemplateForm(forms.ModelForm):
+    class Meta:
+        model = MessageTemplate
+        fields = ("channel", "language", "subject", "body")
+        widgets = {"body": forms.Textarea(attrs={"rows": 4, "cols": 60})}
+
+    def clean(self):
+        # Shown next to the message as staff save it, long before anything is scheduled.
+        cleaned = super().clean()
+        campaign = self.instance.campaign if self.instance.campaign_id else None
+        members = [m for m in (campaign_audience_sample(campaign=campaign) if campaign else None, SAMPLE_MEMBER) if m]
+        context_campaign = campaign or Campaign(name="…")
+        errors = template_errors(
+            channel=cleaned.get("channel") or "",
+            subject=cleaned.get("subject") or "",
+            body=cleaned.get("body") or "",
+            contexts=[message_context(member=m, campaign=context_campaign) for m in members],
+        )
+        if errors:
+            raise ValidationError(errors)
+        return cleaned
+
+
+class MessageTemplateInline(admin.StackedInline):
+    model = MessageTemplate
+    form = MessageTemplateForm
+    extra = 0
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and (obj is None or obj.status in EDITABLE_STATUSES)
+
+    has_add_permission = has_change_permission
+    has_delete_permission = has_change_permission
+
+
+class CampaignTransitionInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = CampaignTransition
+    fields = ("at", "action", "from_status", "to_status", "actor", "note")
+    readonly_fields = fields
+    extra = 0
+
+
+@admin.register(Campaign)
+class CampaignAdmin(BaseModelAdmin):
+    list_display = ("name", "kind", "status", "channel", "category", "starts_at", "segment")
+    list_filter = ("status", "kind", "channel", "category")
+    list_select_related = ("segment",)
+    search_fields = ("name",)
+    raw_id_fields = ("segment",)
+    inlines = (MessageTemplateInline, CampaignTransitionInline)
+    readonly_fields = ("status", "outbox_summary")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "status", "category")}),
+        (_("Audience"), {"fields": ("segment", "member_numbers")}),
+        (_("Schedule (Asia/Shanghai)"), {"fields": ("starts_at", "ends_at", "send_time")}),
+        (_("Message"), {"fields": ("channel", "language")}),
+        (_("Offer"), {"fields": ("offer_points", "offer_coupon", "offer_multiplier")}),
+        (_("Outbox"), {"fields": ("outbox_summary",)}),
+    )
+    actions = ("approve_selected", "pause_selected", "resume_selected", "cancel_selected")
+    change_form_template = "admin/campaigns/campaign/change_form.html"
+
+    def has_change_permission(self, request, obj=None):
+        # Only drafts are edited; later statuses change through the buttons.
+        return super().has_change_permission(request, obj) and (obj is None or obj.status in EDITABLE_STATUSES)
+
+    def has_approve_permission(self, request):
+        return request.user.has_perm(APPROVE_PERMISSION)
+
+    def has_pause_permission(self, request):
+        return request.user.has_perm(CHANGE_PERMISSION)
+
+    @admin.display(description=_("deliveries"))
+    def outbox_summary(self, campaign: Campaign):
+        if campaign.pk is None:
+            return "-"
+        counts = delivery_counts(campaign=campaign)
+        if not counts["status"]:
+            return _("Nothing planned yet.")
+        status_names = dict(Delivery._meta.get_field("status").choices)
+        reason_names = dict(Delivery._meta.get_field("skip_reason").choices)
+        parts = [f"{status_names.get(k, k)}: {v}" for k, v in sorted(counts["status"].items())]
+        parts += [f"{_('skipped')} · {reason_names.get(k, k)}: {v}" for k, v in sorted(counts["skip_reason"].items())]
+        return " · ".join(parts)
+
+    def save_model(self, request, obj, form, change):
+        campaign_save(campaign=obj, actor=request.user)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not MessageTemplate:
+            return super().save_formset(request, form, formset, change)
+        for deleted in formset.deleted_forms:
+            if deleted.instance.pk:
+                deleted.instance.delete()
+        for inline_form in formset.forms:
+            if inline_form in formset.deleted_forms or not inline_form.has_changed():
+                continue
+            template = inline_form.save(commit=False)
+            template.campaign = form.instance
+            message_template_save(template=template, actor=request.user)
+
+    def get_urls(self):
+        urls = super().get_urls()
+        own = [
+            path(
+                "<int:pk>/transition/<str:action>/",
+                self.admin_site.admin_view(self.transition_view),
+                name="campaigns_campaign_transition",
+            ),
+            path("<int:pk>/preview/", self.admin_site.admin_view(self.preview_view), name="campaigns_campaign_preview"),
+        ]
+        return own + urls
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["transition_buttons"] = [
+                (name, TRANSITIONS[name].label) for name in campaign_actions_allowed(campaign=obj, user=request.user)
+            ]
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    @staticmethod
+    def _apply(request, campaign, action, note=""):
+        try:
+            campaign_transition(campaign=campaign, action=action, actor=request.user, note=note)
+        except ApplicationError as error:
+            messages.error(request, f"{campaign}: {error.message}")
+            return False
+        return True
+
+    def transition_view(self, request, pk: int, action: str):
+        return require_POST(self._transition_view)(request, pk, action)
+
+    def _transition_view(self, request, pk: int, action: str):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        if not self.has_view_permission(request, campaign):
+            raise PermissionDenied
+        if self._apply(request, campaign, action, note=request.POST.get("note", "")[:2000]):
+            messages.success(
+                request,
+                _("%(campaign)s: %(action)s done.") % {"campaign": campaign, "action": TRANSITIONS[action].label},
+            )
+        return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[pk]))
+
+    def preview_view(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        if not self.has_view_permission(request, campaign):
+            raise PermissionDenied
+        number = (request.GET.get("member") or "").strip()
+        member = None
+        if number:
+            member = Member.objects.filter(external_id=number).first()
+            if member is None:
+                messages.error(request, _("No member has the number %(number)s.") % {"number": number})
+        member = member or campaign_audience_sample(campaign=campaign)
+        previews = []
+        if member is not None:
+            context = message_context(member=member, campaign=campaign)
+            for template in campaign.templates.order_by("channel", "language"):
+                errors = template_errors(
+                    channel=template.channel, subject=template.subject, body=template.body, contexts=[context]
+                )
+                rendered = (
+                    None
+                    if errors
+                    else render(channel=template.channel, subject=template.subject, body=template.body, context=context)
+                )
+                previews.append(
+                    {
+                        "template": template,
+                        "rendered": rendered,
+                        "errors": errors,
+                        "length": len(rendered.body) if rendered else None,
+                    }
+                )
+        return TemplateResponse(
+            request,
+            "admin/campaigns/campaign/preview.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": campaign,
+                "title": _("Preview: %(campaign)s") % {"campaign": campaign},
+                "member": member,
+                "masked_phone": mask_phone(member.phone) if member is not None else "",
+                "number": number,
+                "previews": previews,
+            },
+        )
+
+    def _bulk(self, request, queryset, action):
+        done = sum(self._apply(request, campaign, action) for campaign in queryset.order_by("pk")[:100])
+        if done:
+            messages.success(
+                request,
+                _("%(count)d campaigns: %(action)s done.") % {"count": done, "action": TRANSITIONS[action].label},
+            )
+
+    @admin.action(permissions=["approve"], description=_("Approve selected campaigns"))
+    def approve_selected(self, request, queryset):
+        self._bulk(request, queryset, "approve")
+
+    @admin.action(permissions=["pause"], description=_("Pause selected campaigns"))
+    def pause_selected(self, request, queryset):
+        self._bulk(request, queryset, "pause")
+
+    @admin.action(permissions=["approve"], description=_("Resume selected campaigns"))
+    def resume_selected(self, request, queryset):
+        self._bulk(request, queryset, "resume")
+
+    @admin.action(permissions=["approve"], description=_("Cancel selected campaigns"))
+    def cancel_selected(self, request, queryset):
+        self._bulk(request, queryset, "cancel")
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    list_display = (
+        "id",
+        "campaign",
+        "step",
+        "member",
+        "channel",
+        "status",
+        "skip_reason",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+    )
+    list_filter = ("status", "skip_reason", "channel", "category", "deferred")
+    list_select_related = ("campaign", "member")
+    search_fields = ("=member__external_id", "=campaign__id")
+    search_help_text = _("Member number or campaign id.")
+    show_facets = admin.ShowFacets.NEVER
+    ordering = ("-id",)
+    readonly_fields = [f.name for f in Delivery._meta.fields]
+
+
+@admin.register(InAppMessage)
+class InAppMessageAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    list_display = ("id", "member", "subject", "created_at", "read_at")
+    list_select_related = ("member",)
+    search_fields = ("=member__external_id",)
+    show_facets = admin.ShowFacets.NEVER
+    ordering = ("-id",)
+
+
+@admin.register(OutboxSettings)
+class OutboxSettingsAdmin(BaseModelAdmin):
+    fieldsets = (
+        (_("Frequency caps (promotional messages, all channels)"), {"fields": ("daily_cap", "weekly_cap")}),
+        (_("Quiet hours (Asia/Shanghai)"), {"fields": ("quiet_start", "quiet_end")}),
+        (_("Retries"), {"fields": ("max_attempts", "retry_base_seconds", "batch_size")}),
+    )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        return HttpResponseRedirect(reverse("admin:campaigns_outboxsettings_change", args=[OutboxSettings.load().pk]))
+
+
+class ChannelConfigForm(forms.ModelForm):
+    secret = forms.CharField(
+        label=_("signing secret"),
+        required=False,
+        widget=forms.PasswordInput(render_value=True),
+        help_text=ChannelConfig._meta.get_field("secret").help_text,
+    )
+
+    class Meta:
+        model = ChannelConfig
+        fields = ("channel", "enabled", "url", "secret", "timeout_seconds", "from_email")
+
+
+@admin.register(ChannelConfig)
+class ChannelConfigAdmin(BaseModelAdmin):
+    form = ChannelConfigForm
+    list_display = ("channel", "enabled", "url", "timeout_seconds")

@@ -1,0 +1,354 @@
+"""The outbox: planning a campaign's deliveries set-based, dispatching them in claimed batches
+with retries and back-off, and recording delivery receipts from gateways.
+
+Planning is a few statements over the whole audience, never a loop over members:
+  1. INSERT … SELECT the audience as queued rows (ON CONFLICT DO NOTHING: planning twice adds nothing);
+  2. UPDATE … the rows that must not go, each with its reason, in order: opted out of the channel,
+     no address for it, left the group, daily cap, weekly cap (promotional messages only);
+the first reason that applies is the one recorded. Planners run one at a time (they lock the
+outbox settings row), so two campaigns planned at once cannot both take a member's last slot.
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from campaigns import channels
+from campaigns.models import (
+    Campaign,
+    CampaignListMember,
+    CampaignStatus,
+    ChannelConfig,
+    Delivery,
+    DeliveryStatus,
+    MessageCategory,
+    MessageChannel,
+    OutboxSettings,
+    SkipReason,
+)
+from campaigns.rules import local_day_bounds, planned_send_at, quiet_hours_release, retry_delay
+from campaigns.selectors import campaign_template
+from campaigns.templating import Rendered, message_context, render
+from crm.core.exceptions import ApplicationError
+from members.models import EventKind, Member, MemberEvent
+from members.models_layers import SegmentMember
+
+logger = logging.getLogger(__name__)
+
+OPT_OUT_COLUMN = {
+    MessageChannel.SMS: "sms_opt_out",
+    MessageChannel.EMAIL: "email_opt_out",
+    MessageChannel.WECOM: "wecom_opt_out",
+}
+# Rows that reached or may still reach the member count against the caps.
+_CAPPED_STATUSES = tuple(s for s in DeliveryStatus.values if s not in {DeliveryStatus.SKIPPED, DeliveryStatus.FAILED})
+# A row left in `sending` this long belongs to a worker that died; it goes back to the queue.
+STUCK_AFTER = timedelta(minutes=10)
+RECEIPT_RANK = {
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.DELIVERED: 2,
+    DeliveryStatus.OPENED: 3,
+    DeliveryStatus.CLICKED: 4,
+}
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _dt(value: datetime):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+@dataclass
+class Plan:
+    planned: int = 0
+    queued: int = 0
+    skipped: int = 0
+    deferred: bool = False
+    reasons: dict = field(default_factory=dict)
+
+
+@transaction.atomic
+def deliveries_plan(*, campaign: Campaign, step: str = "main", now: datetime | None = None) -> Plan:
+    """Create the deliveries of one step of a campaign for its whole audience, skips marked."""
+    now = now or timezone.now()
+    settings = OutboxSettings.objects.select_for_update().get_or_create(pk=OutboxSettings.SINGLETON_ID)[0]
+    promotional = campaign.category == MessageCategory.PROMOTIONAL
+    send_at = planned_send_at(now=now, send_time=campaign.send_time)
+    release = quiet_hours_release(send_at, start=settings.quiet_start, end=settings.quiet_end) if promotional else None
+    if release is not None:
+        send_at = release
+
+    delivery = _q(Delivery._meta.db_table)
+    if campaign.segment_id is not None:
+        audience_sql = f"SELECT member_id FROM {_q(SegmentMember._meta.db_table)} WHERE segment_id = %s"
+        audience_params = [campaign.segment_id]
+    else:
+        audience_sql = f"SELECT member_id FROM {_q(CampaignListMember._meta.db_table)} WHERE campaign_id = %s"
+        audience_params = [campaign.pk]
+    plan = Plan(deferred=release is not None)
+    scope = f"campaign_id = %s AND step = %s AND status = '{DeliveryStatus.QUEUED}'"
+    scope_params = [campaign.pk, step]
+    member = _q(Member._meta.db_table)
+    event = _q(MemberEvent._meta.db_table)
+
+    with connection.cursor() as cursor:
+        # The WHERE clause is also what lets SQLite parse ON CONFLICT after INSERT … SELECT.
+        cursor.execute(
+            f"INSERT INTO {delivery} (campaign_id, step, member_id, channel, category, status, skip_reason, "
+            "scheduled_for, next_attempt_at, deferred, attempts, last_error, provider_id, created_at) "
+            f"SELECT %s, %s, a.member_id, %s, %s, '{DeliveryStatus.QUEUED}', '', %s, %s, %s, 0, '', '', %s "
+            f"FROM ({audience_sql}) a WHERE a.member_id IS NOT NULL "
+            "ON CONFLICT (campaign_id, step, member_id) DO NOTHING",
+            [
+                campaign.pk,
+                step,
+                campaign.channel,
+                campaign.category,
+                _dt(send_at),
+                _dt(send_at),
+                release is not None,
+                _dt(now),
+                *audience_params,
+            ],
+        )
+        plan.planned = cursor.rowcount
+
+        def skip(reason: str, condition: str, params: list) -> None:
+            cursor.execute(
+                f"UPDATE {delivery} SET status = '{DeliveryStatus.SKIPPED}', skip_reason = %s "
+                f"WHERE {scope} AND {condition}",
+                [reason, *scope_params, *params],
+            )
+            if cursor.rowcount:
+                plan.reasons[reason] = plan.reasons.get(reason, 0) + cursor.rowcount
+
+        opt_out = OPT_OUT_COLUMN.get(campaign.channel)
+        if opt_out:
+            skip(SkipReason.OPT_OUT, f"member_id IN (SELECT id FROM {member} WHERE {_q(opt_out)})", [])
+        if campaign.channel == MessageChannel.EMAIL:
+            skip(SkipReason.NO_ADDRESS, f"member_id IN (SELECT id FROM {member} WHERE email = '')", [])
+        elif campaign.channel == MessageChannel.SMS:
+            skip(SkipReason.NO_ADDRESS, f"member_id IN (SELECT id FROM {member} WHERE phone IS NULL)", [])
+        # Left the group: an exit with no join after it, i.e. the last exit is after the last join.
+        skip(
+            SkipReason.LEFT_GROUP,
+            f"EXISTS (SELECT 1 FROM {event} x WHERE x.member_id = {delivery}.member_id AND x.kind = %s "
+            f"AND NOT EXISTS (SELECT 1 FROM {event} j WHERE j.member_id = x.member_id AND j.kind = %s "
+            "AND j.occurred_at > x.occurred_at))",
+            [EventKind.GROUP_EXIT, EventKind.GROUP_JOIN],
+        )
+        if promotional:
+            statuses = ", ".join(f"'{s}'" for s in _CAPPED_STATUSES)
+            for reason, days, cap in (
+                (SkipReason.DAILY_CAP, 1, settings.daily_cap),
+                (SkipReason.WEEKLY_CAP, 7, settings.weekly_cap),
+            ):
+                start, end = local_day_bounds(send_at, days=days)
+                skip(
+                    reason,
+                    f"(SELECT COUNT(*) FROM {delivery} o WHERE o.member_id = {delivery}.member_id "
+                    f"AND o.id <> {delivery}.id AND o.category = '{MessageCategory.PROMOTIONAL}' "
+                    f"AND o.status IN ({statuses}) AND o.scheduled_for >= %s AND o.scheduled_for < %s) >= %s",
+                    [_dt(start), _dt(end), cap],
+                )
+    plan.skipped = sum(plan.reasons.values())
+    plan.queued = plan.planned - plan.skipped
+    logger.info(
+        "deliveries planned campaign=%s step=%s planned=%s skipped=%s", campaign.pk, step, plan.planned, plan.skipped
+    )
+    return plan
+
+
+# Dispatch -----------------------------------------------------------------------------------
+
+
+@dataclass
+class DispatchResult:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    deferred: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.retried + self.failed + self.deferred
+
+
+def deliveries_reset_stuck(*, now: datetime | None = None) -> int:
+    """Rows a dead worker left in `sending` go back to the queue (they were never marked sent)."""
+    now = now or timezone.now()
+    return Delivery.objects.filter(status=DeliveryStatus.SENDING, claimed_at__lt=now - STUCK_AFTER).update(
+        status=DeliveryStatus.QUEUED, next_attempt_at=now
+    )
+
+
+@transaction.atomic
+def deliveries_claim(*, limit: int, now: datetime | None = None) -> list[int]:
+    """Claim up to `limit` due deliveries of running campaigns on enabled channels.
+
+    SKIP LOCKED lets parallel dispatchers take disjoint batches; the claim (status `sending`) is
+    committed before anything is sent, so no other dispatcher can pick the same rows afterwards.
+    """
+    now = now or timezone.now()
+    enabled = list(ChannelConfig.objects.filter(enabled=True).values_list("channel", flat=True))
+    ids = list(
+        Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(
+            status=DeliveryStatus.QUEUED,
+            next_attempt_at__lte=now,
+            campaign__status=CampaignStatus.RUNNING,
+            channel__in=enabled,
+        )
+        .order_by("next_attempt_at", "id")
+        .values_list("id", flat=True)[:limit]
+    )
+    if ids:
+        Delivery.objects.filter(id__in=ids, status=DeliveryStatus.QUEUED).update(
+            status=DeliveryStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1
+        )
+    return ids
+
+
+def _finish(delivery_id: int, **values) -> bool:
+    """Record the outcome of a claimed row; only a row still `sending` changes."""
+    return bool(Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.SENDING).update(**values))
+
+
+def deliveries_send(*, ids: list[int], now: datetime | None = None) -> DispatchResult:
+    """Send claimed deliveries, one by one, recording each outcome as soon as it is known."""
+    now = now or timezone.now()
+    settings = OutboxSettings.load()
+    configs = {c.channel: c for c in ChannelConfig.objects.all()}
+    result = DispatchResult()
+    templates: dict[int, object] = {}
+    rows = Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).select_related("member", "campaign")
+    for delivery in rows.order_by("pk"):
+        campaign = delivery.campaign
+        if delivery.category == MessageCategory.PROMOTIONAL:
+            release = quiet_hours_release(now, start=settings.quiet_start, end=settings.quiet_end)
+            if release is not None:
+                _finish(
+                    delivery.pk,
+                    status=DeliveryStatus.QUEUED,
+                    next_attempt_at=release,
+                    deferred=True,
+                    attempts=F("attempts") - 1,
+                )
+                result.deferred += 1
+                continue
+        if campaign.pk not in templates:
+            templates[campaign.pk] = campaign_template(campaign=campaign, channel=delivery.channel)
+        template = templates[campaign.pk]
+        try:
+            if template is None:
+                raise channels.PermanentSendError("the campaign has no template for this channel")
+            message: Rendered = render(
+                channel=delivery.channel,
+                subject=template.subject,
+                body=template.body,
+                context=message_context(member=delivery.member, campaign=campaign),
+            )
+            sent = channels.send(delivery=delivery, message=message, config=configs[delivery.channel])
+        except channels.RetryableSendError as error:
+            if delivery.attempts >= settings.max_attempts:
+                _finish(delivery.pk, status=DeliveryStatus.FAILED, last_error=str(error)[:2000])
+                result.failed += 1
+            else:
+                delay = retry_delay(attempts=delivery.attempts, base_seconds=settings.retry_base_seconds)
+                _finish(
+                    delivery.pk, status=DeliveryStatus.QUEUED, next_attempt_at=now + delay, last_error=str(error)[:2000]
+                )
+                result.retried += 1
+            logger.warning("delivery %s attempt %s failed: %s", delivery.pk, delivery.attempts, error)
+            continue
+        except channels.PermanentSendError as error:
+            _finish(delivery.pk, status=DeliveryStatus.FAILED, last_error=str(error)[:2000])
+            result.failed += 1
+            logger.warning("delivery %s failed for good: %s", delivery.pk, error)
+            continue
+        _finish(
+            delivery.pk, status=DeliveryStatus.SENT, sent_at=timezone.now(), provider_id=sent.provider_id, last_error=""
+        )
+        result.sent += 1
+    return result
+
+
+def deliveries_dispatch(*, now: datetime | None = None, max_batches: int = 20) -> DispatchResult:
+    """Claim and send due deliveries in bounded batches until none is due (or max_batches)."""
+    now = now or timezone.now()
+    deliveries_reset_stuck(now=now)
+    limit = OutboxSettings.load().batch_size
+    total = DispatchResult()
+    for _batch in range(max_batches):
+        ids = deliveries_claim(limit=limit, now=now)
+        if not ids:
+            break
+        result = deliveries_send(ids=ids, now=now)
+        for name in ("sent", "retried", "failed", "deferred"):
+            setattr(total, name, getattr(total, name) + getattr(result, name))
+    return total
+
+
+# Delivery receipts --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def delivery_receipt_record(*, channel: str, body: bytes, signature: str, now: datetime | None = None) -> Delivery:
+    """Record a gateway's receipt (delivered, opened, clicked or failed) for one delivery.
+
+    The body is the JSON the gateway POSTed, `{"delivery_id": 1, "status": "delivered"}` with an
+    optional "error"; `signature` is its X-CRM-Signature header, HMAC-SHA256 of the body with the
+    channel's secret. Statuses only move forward, so a late or replayed receipt changes nothing.
+    """
+    config = ChannelConfig.objects.filter(channel=channel).first()
+    if config is None or not channels.signature_valid(config.secret, body, signature):
+        raise ApplicationError(str(_("Invalid signature.")))
+    try:
+        payload = json.loads(body)
+        delivery_id = int(payload["delivery_id"])
+        status = str(payload["status"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ApplicationError(str(_("Malformed receipt."))) from error
+    if status not in {*RECEIPT_RANK, DeliveryStatus.FAILED} or status == DeliveryStatus.SENT:
+        raise ApplicationError(str(_("Unknown receipt status.")))
+    delivery = Delivery.objects.select_for_update().filter(pk=delivery_id, channel=channel).first()
+    if delivery is None:
+        raise ApplicationError(str(_("Unknown delivery.")))
+    now = now or timezone.now()
+    current = RECEIPT_RANK.get(delivery.status)
+    if current is None:  # queued, skipped, sending, failed: no receipt applies
+        return delivery
+    if status == DeliveryStatus.FAILED:
+        if delivery.status == DeliveryStatus.SENT:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.last_error = str(payload.get("error", ""))[:2000]
+            delivery.save(update_fields=["status", "last_error"])
+        return delivery
+    if RECEIPT_RANK[status] <= current:
+        return delivery
+    delivery.status = status
+    stamps = {
+        DeliveryStatus.DELIVERED: "delivered_at",
+        DeliveryStatus.OPENED: "opened_at",
+        DeliveryStatus.CLICKED: "clicked_at",
+    }
+    updated = ["status"]
+    for reached, stamp in stamps.items():
+        if RECEIPT_RANK[reached] <= RECEIPT_RANK[status] and getattr(delivery, stamp) is None:
+            setattr(delivery, stamp, now)
+            updated.append(stamp)
+    delivery.save(update_fields=updated)
+    return delivery
+
+
+def deliveries_due_exist(*, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    return Delivery.objects.filter(Q(status=DeliveryStatus.QUEUED), next_attempt_at__lte=now).exists()
