@@ -41,10 +41,19 @@ def fail_stuck_import_jobs() -> int:
 
 @shared_task(acks_late=True)
 def recompute_layers_full() -> int:
-    """Nightly: every member's scores, layers, stages and tags, then the scheduled segments."""
-    from members.services.layers import layers_recompute_full
+    """Nightly: every member's scores, layers, stages and tags, then the scheduled segments.
+
+    With the setting CRM_LAYERS_FANOUT the member-id ranges are shared among the workers as
+    Celery groups (recompute_layers_range); otherwise one worker runs them in turn.
+    """
+    from django.conf import settings
+
+    from members.services.layers import layers_recompute_full, layers_recompute_full_fanout
     from members.services.segments import segments_refresh_all
 
+    if getattr(settings, "CRM_LAYERS_FANOUT", False):
+        # Several workers share the ranges; the run refreshes the segments when it publishes.
+        return layers_recompute_full_fanout().pk
     run = layers_recompute_full()
     segments_refresh_all()
     return run.rows
@@ -73,3 +82,19 @@ def refresh_segment(segment_id: int) -> int:
     if segment is None:
         return 0
     return segment_refresh(segment=segment).members
+
+
+@shared_task(acks_late=True)
+def refresh_scheduled_segments() -> int:
+    """After a fanned-out full run publishes: materialize the segments set to refresh on schedule."""
+    from members.services.segments import segments_refresh_all
+
+    return segments_refresh_all().rows
+
+
+@shared_task(acks_late=True)
+def recompute_layers_range(run_id: int, phase: str, first: int, last: int) -> None:
+    """One member-id range of one phase of a full recompute shared by several workers."""
+    from members.services.layers import layers_recompute_range
+
+    layers_recompute_range(run_id=run_id, phase=phase, first=first, last=last)

@@ -781,14 +781,18 @@ def _scopes_for_ranges(range_size: int) -> list[Scope]:
 
 
 def layers_recompute_full(
-    *, now: datetime | None = None, progress: Progress | None = None, range_size: int = RANGE_SIZE, started_by=None
+    *,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+    range_size: int | None = None,
+    started_by=None,
 ) -> LayerJobRun:
     """Recompute every member's scores, layers, stages, churn figures and automatic tags."""
     now = now or timezone.now()
     run = _run_start(kind=LayerJobRun.Kind.FULL, as_of=now, started_by=started_by)
     try:
         ctx = Context(run=run, settings=LayerSettings.load(), now=now or timezone.now())
-        scopes = _scopes_for_ranges(range_size)
+        scopes = _scopes_for_ranges(range_size or RANGE_SIZE)
         run.total = 3 * len(scopes) + 3
         LayerJobRun.objects.filter(pk=run.pk).update(total=run.total)
         for scope in scopes:
@@ -831,6 +835,118 @@ def _draft_finish(ctx: Context, scope: Scope, layer_cuts: dict, model) -> None:
     with transaction.atomic():
         _draft_churn_model(ctx, scope, model)
         _draft_classify(ctx, scope, layer_cuts)
+
+
+# Fan-out over Celery workers -------------------------------------------------------------------
+
+FANOUT_PHASES = ("raw", "scores", "finish")
+_PHASE_STEPS = {"raw": "raw figures", "scores": "RFM scores", "finish": "stages and churn risk"}
+
+
+def layers_recompute_full_fanout(
+    *, now: datetime | None = None, range_size: int | None = None, started_by=None
+) -> LayerJobRun:
+    """Start a full run whose per-range steps run as Celery tasks, one group per phase.
+
+    The steps and the results are those of layers_recompute_full. No result backend is
+    needed: each range task adds one to the run's `done` counter (UPDATE … RETURNING), and the
+    task that completes a phase runs the global step after it (cut points, the churn model's
+    fit, publishing) and queues the next phase's group. Returns the run, still running.
+    """
+    now = now or timezone.now()
+    run = _run_start(kind=LayerJobRun.Kind.FULL, as_of=now, started_by=started_by)
+    ranges = [[scope.first, scope.last] for scope in _scopes_for_ranges(range_size or RANGE_SIZE)]
+    run.total = 3 * len(ranges) + 3
+    run.cut_points = {"ranges": ranges}
+    LayerJobRun.objects.filter(pk=run.pk).update(total=run.total, cut_points=run.cut_points)
+    if not ranges:
+        for phase in FANOUT_PHASES:
+            _fanout_global_step(run, phase)
+    else:
+        _fanout_dispatch(run, "raw")
+    return run
+
+
+def _fanout_dispatch(run: LayerJobRun, phase: str) -> None:
+    from celery import group
+
+    from members.tasks import recompute_layers_range
+
+    ranges = run.cut_points["ranges"]
+    tasks = group(recompute_layers_range.si(run.pk, phase, first, last) for first, last in ranges)
+    transaction.on_commit(tasks.apply_async)
+
+
+def _advance(run: LayerJobRun, *, step: str) -> int:
+    """Add one unit of work done, atomically among parallel workers; the new count."""
+    table = LayerJobRun._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET done = done + 1, step = %s, heartbeat_at = %s "
+            "WHERE id = %s AND status = %s RETURNING done",
+            [step, _dt(timezone.now()), run.pk, LayerJobRun.Status.RUNNING.value],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise RunSuperseded(f"run {run.pk} is no longer running")
+    run.done = row[0]
+    return run.done
+
+
+def layers_recompute_range(*, run_id: int, phase: str, first: int, last: int) -> None:
+    """One range of one phase of a fanned-out full run (called by the Celery task)."""
+    run = LayerJobRun.objects.filter(pk=run_id).first()
+    if run is None or run.status != LayerJobRun.Status.RUNNING:
+        return
+    try:
+        ctx = Context(run=run, settings=LayerSettings.load(), now=run.events_until)
+        scope = Scope(first=first, last=last)
+        if phase == "raw":
+            with transaction.atomic():
+                _draft_raw(ctx, scope)
+        elif phase == "scores":
+            with transaction.atomic():
+                _draft_scores(ctx, scope, run.cut_points["rfm"])
+        else:
+            from members.churn_model import BgNbdParams
+
+            model = BgNbdParams.from_dict(run.model_params) if run.model_params else None
+            _draft_finish(ctx, scope, run.cut_points["layers"], model)
+        done = _advance(run, step=_PHASE_STEPS[phase])
+        ranges = len(run.cut_points["ranges"])
+        if done == {"raw": ranges, "scores": 2 * ranges + 1, "finish": 3 * ranges + 2}[phase]:
+            _fanout_global_step(run, phase)
+    except BaseException as error:
+        _run_fail(run, error)
+        if not isinstance(error, RunSuperseded):
+            raise
+
+
+def _fanout_global_step(run: LayerJobRun, phase: str) -> None:
+    run.refresh_from_db()
+    ctx = Context(run=run, settings=LayerSettings.load(), now=run.events_until)
+    if phase == "raw":
+        run.cut_points["rfm"] = rfm_cut_points(run_id=run.pk, buckets=ctx.settings.score_buckets)
+        LayerJobRun.objects.filter(pk=run.pk).update(cut_points=run.cut_points)
+        _advance(run, step="score cut points")
+        _fanout_dispatch(run, "scores")
+    elif phase == "scores":
+        run.cut_points["layers"] = layer_cut_points(
+            run_id=run.pk,
+            high_percent=ctx.settings.high_value_percent,
+            potential_percent=ctx.settings.potential_percent,
+        )
+        model = fit_churn_model(run_id=run.pk)
+        run.model_params = model.as_dict() if model is not None else {}
+        LayerJobRun.objects.filter(pk=run.pk).update(cut_points=run.cut_points, model_params=run.model_params)
+        _advance(run, step="layers and churn model")
+        _fanout_dispatch(run, "finish")
+    else:
+        _publish(ctx)
+        logger.info("layer run %s done rows=%s", run.pk, ctx.run.rows)
+        from members.tasks import refresh_scheduled_segments
+
+        transaction.on_commit(refresh_scheduled_segments.delay)
 
 
 def changed_member_ids(

@@ -187,3 +187,37 @@ def test_incremental_run_catches_stage_changes_that_come_with_time_alone():
     assert MemberScore.objects.get(member=drifting).lifecycle_stage == LifecycleStage.AT_RISK
     assert MemberScore.objects.get(member=newcomer).lifecycle_stage != LifecycleStage.NEW
     assert StageTransition.objects.filter(member=drifting, from_stage="paying", to_stage="at_risk").count() == 1
+
+
+@pytest.fixture
+def eager_celery():
+    from celery import current_app
+
+    before = current_app.conf.task_always_eager
+    current_app.conf.task_always_eager = True
+    yield
+    current_app.conf.task_always_eager = before
+
+
+def test_a_full_run_shared_by_workers_range_by_range_gives_the_same_results(
+    eager_celery, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from members.tasks import recompute_layers_full
+
+    now = timezone.now()
+    _population(now, count=13)
+    sequential = layers_recompute_full(now=now, range_size=4)
+    expected = {pk: row[:3] for pk, row in _scores().items()}
+    MemberScore.objects.all().delete()
+    settings.CRM_LAYERS_FANOUT = True
+    monkeypatch.setattr(layers_service, "RANGE_SIZE", 4)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run_id = recompute_layers_full()  # the nightly task, fanned out: one group per phase
+
+    run = LayerJobRun.objects.get(pk=run_id)
+    assert run.status == LayerJobRun.Status.SUCCEEDED and run.done == run.total == 3 * 4 + 3
+    assert {pk: row[:3] for pk, row in _scores().items()} == expected
+    assert run.cut_points["rfm"] == sequential.cut_points["rfm"]
+    assert run.cut_points["layers"] == sequential.cut_points["layers"]
+    assert not MemberScoreDraft.objects.exists()
