@@ -23,7 +23,17 @@ from django.utils.translation import ngettext
 
 from crm.core.admin import BaseModelAdmin, ReadOnlyAdminMixin
 from crm.core.exceptions import ApplicationError
-from loyalty.models import LoyaltySettings, MemberTier, PointsAccount, PointsAllocation, PointsEntry, Tier, TierChange
+from loyalty.models import (
+    EarnRule,
+    LoyaltySettings,
+    MemberTier,
+    PointsAccount,
+    PointsAllocation,
+    PointsEntry,
+    PointsMultiplierWindow,
+    Tier,
+    TierChange,
+)
 from loyalty.selectors import member_tier_history, points_open_lots, tier_progress
 from loyalty.services import points_adjust, points_reverse
 from members.models import Member
@@ -377,3 +387,30 @@ class TierChangeAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     search_help_text = _("Member number.")
     ordering = ("-id",)
     sortable_by = ()
+
+
+@admin.register(EarnRule)
+class EarnRuleAdmin(BaseModelAdmin):
+    """Rules apply to events recorded from the moment they are saved; past events keep their points."""
+
+    list_display = ("name", "kind", "sub_kind", "points", "daily_cap", "streak_days", "streak_bonus", "is_active")
+    list_filter = ("kind", "is_active")
+    list_editable = ("is_active",)
+    ordering = ("kind", "sub_kind")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "sub_kind", "points", "is_active")}),
+        (_("Limits and bonuses"), {"fields": ("daily_cap", "streak_days", "streak_bonus")}),
+    )
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Entries name the rule that paid them: deactivate a rule instead of deleting it.
+        return False
+
+
+@admin.register(PointsMultiplierWindow)
+class PointsMultiplierWindowAdmin(BaseModelAdmin):
+    list_display = ("name", "starts_at", "ends_at", "factor", "is_active")
+    list_filter = ("is_active",)
+    list_editable = ("is_active",)
+    ordering = ("-starts_at",)
+    fields = ("name", "starts_at", "ends_at", "factor", "is_active")

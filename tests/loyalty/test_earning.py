@@ -272,3 +272,37 @@ def test_the_earn_task_earns_and_moves_the_member_up_a_tier(member):
 
     assert balance(member) == 600
     assert member.tier_status.tier.code == "silver"
+
+
+def test_the_backfill_command_earns_and_upgrades_tiers(member):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    rule(EarnRuleKind.PURCHASE, 1)
+    event(member, amount=Decimal("2500"))
+    out = StringIO()
+
+    call_command("earn_points_backfill", "--batch-size", "10", stdout=out)
+
+    assert out.getvalue().strip() == "1 entries, 2500 points, 0 refunds, 1 tier upgrades"
+    assert member.tier_status.tier.code == "gold"
+
+
+def test_staff_edit_earn_rules_and_windows_in_the_admin(client, supervisor):
+    client.force_login(supervisor)
+    response = client.post(
+        "/admin/loyalty/earnrule/add/",
+        {"name": "每日签到", "kind": "check_in", "sub_kind": "", "points": "5", "is_active": "on", "daily_cap": "5",
+         "streak_days": "7", "streak_bonus": "50"},
+    )
+    assert response.status_code == 302, response.content
+    assert EarnRule.objects.get(kind="check_in").streak_bonus == 50
+    assert client.get("/admin/loyalty/earnrule/").status_code == 200
+    response = client.post(
+        "/admin/loyalty/pointsmultiplierwindow/add/",
+        {"name": "双11", "starts_at_0": "2026-11-11", "starts_at_1": "00:00:00", "ends_at_0": "2026-11-12",
+         "ends_at_1": "00:00:00", "factor": "2", "is_active": "on"},
+    )
+    assert response.status_code == 302, response.content
+    assert client.get("/admin/loyalty/pointsmultiplierwindow/").status_code == 200

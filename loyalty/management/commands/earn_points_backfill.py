@@ -1,0 +1,34 @@
+"""Earn points for events already recorded, by the earn rules active now.
+
+    python manage.py earn_points_backfill [--from-id N] [--to-id N] [--batch-size 50000] [--no-tiers]
+
+Set-based by ranges of event ids; each range commits on its own, so a run stopped halfway is
+resumed by running it again, and events already earned are skipped (earn:<event id>). Refunds in
+the range take back their purchases' points. Afterwards the members whose points or spend moved
+are moved up to any tier they now reach (one query set per member; --no-tiers skips it).
+"""
+
+from django.core.management.base import BaseCommand
+
+from loyalty.services import points_earn_backfill, tier_upgrade_if_qualified
+from members.models import Member
+
+
+class Command(BaseCommand):
+    help = "Earn points for recorded events by the active earn rules (idempotent, by event id ranges)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--from-id", type=int, dest="first_id")
+        parser.add_argument("--to-id", type=int, dest="last_id")
+        parser.add_argument("--batch-size", type=int, default=50_000)
+        parser.add_argument("--no-tiers", action="store_true", help="Do not check tier upgrades afterwards.")
+
+    def handle(self, *, first_id, last_id, batch_size, no_tiers, **options):
+        result = points_earn_backfill(first_id=first_id, last_id=last_id, batch_size=batch_size)
+        upgrades = 0
+        if not no_tiers:
+            for member in Member.objects.filter(pk__in=sorted(result.member_ids)).order_by("pk").iterator():
+                upgrades += tier_upgrade_if_qualified(member=member) is not None
+        self.stdout.write(
+            f"{result.entries} entries, {result.points} points, {result.refunds} refunds, {upgrades} tier upgrades"
+        )
