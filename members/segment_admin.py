@@ -307,6 +307,14 @@ class SegmentAdmin(BaseModelAdmin):
         schema["tags"] = [
             {"value": pk, "label": name} for pk, name in Tag.objects.order_by("name").values_list("pk", "name")[:1000]
         ]
+        for field in schema["fields"]:
+            if field["name"] == "tier":
+                from loyalty.models import Tier
+
+                field["choices"] = [
+                    {"value": code, "label": name}
+                    for code, name in Tier.objects.order_by("rank").values_list("code", "name")
+                ]
         context["rule_editor_schema"] = schema
         context["rule_editor_preview_url"] = reverse("admin:members_segment_preview")
         context["rule_editor_strings"] = {key: str(text) for key, text in RULE_EDITOR_STRINGS.items()}

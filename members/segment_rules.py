@@ -12,11 +12,11 @@ anything runs. The shape::
         {"field": "last_purchase", "operator": "not_within", "value": 60}
     ]}
 
-An empty group matches every member. `validate_rules` raises `SegmentRuleError` with the
+Tiers: the `tier` condition (by tier code) appears when loyalty's MemberTier gives members a
+`tier_status`. An empty group matches every member. `validate_rules` raises `SegmentRuleError` with the
 path of the offending node (``rules[1].rules[0]``) and a message staff can act on.
 
-Fields are declared in `FIELDS`; other apps add theirs with `register_field` (e.g. loyalty's
-member tier, once tiers exist: ``register_field("tier", FieldSpec(..., path="points_account__tier"))``).
+Fields are declared in `FIELDS`; other apps add theirs with `register_field`.
 """
 
 from collections.abc import Callable
@@ -56,6 +56,7 @@ BOOL_OPERATORS = ("is",)
 # "within N days" / "not within N days (or never)" on a datetime.
 RECENCY_OPERATORS = ("within", "not_within")
 TAG_OPERATORS = ("any", "all", "none")
+CODE_OPERATORS = ("in", "not_in")
 COUNT_OPERATORS = ("gte", "gt", "lte", "lt", "eq")
 
 OPERATOR_LABELS = {
@@ -80,7 +81,7 @@ OPERATOR_LABELS = {
 @dataclass(frozen=True)
 class FieldSpec:
     label: Promise | str
-    type: str  # choice, text, integer, number, bool, recency, tags, events
+    type: str  # choice, text, integer, number, bool, recency, tags, codes, events
     path: str = ""
     choices: Callable[[], list[tuple[str, str]]] | None = None
     minimum: float | None = None
@@ -98,6 +99,7 @@ class FieldSpec:
             "bool": BOOL_OPERATORS,
             "recency": RECENCY_OPERATORS,
             "tags": TAG_OPERATORS,
+            "codes": CODE_OPERATORS,
             "events": COUNT_OPERATORS,
         }[self.type]
 
@@ -145,8 +147,24 @@ FIELDS: dict[str, FieldSpec] = {
 
 
 def register_field(name: str, spec: FieldSpec) -> None:
-    """Let another app offer a condition (e.g. loyalty's tier) without editing this module."""
+    """Let another app offer a condition without editing this module."""
     FIELDS[name] = spec
+
+
+def _register_tier_field() -> None:
+    """The member's tier, by tier code, when the loyalty app keeps one (MemberTier → tier_status)."""
+    from django.core.exceptions import FieldDoesNotExist
+
+    from members.models import Member
+
+    try:
+        Member._meta.get_field("tier_status")
+    except FieldDoesNotExist:
+        return
+    FIELDS.setdefault("tier", FieldSpec(gettext_lazy("tier"), "codes", "tier_status__tier__code"))
+
+
+_register_tier_field()
 
 
 # Validation -----------------------------------------------------------------------------------
@@ -315,6 +333,10 @@ def _validate_value(spec: FieldSpec, name: str, operator: str, value, *, path: s
         if not isinstance(value, list) or not value:
             raise SegmentRuleError(_("Pick at least one tag."), path)
         return [_as_int(v, path=path, what=_("A tag id")) for v in value][:MAX_LIST]
+    if spec.type == "codes":
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+            raise SegmentRuleError(_("Pick at least one value."), path)
+        return [v.strip() for v in value][:MAX_LIST]
     if spec.type == "events":
         count = _as_int(value, path=path, what=_("The number of events"))
         if count < 0:
@@ -374,6 +396,9 @@ def _condition_q(node: dict, *, now: datetime) -> Q:
         if operator == "within":
             return Q(**{f"{spec.path}__gte": cut})
         return Q(**{f"{spec.path}__lt": cut}) | Q(**{f"{spec.path}__isnull": True})
+    if spec.type == "codes":
+        # Members with no row on the other side (no tier yet) are "none of" any code.
+        return Q(**{f"{spec.path}__in": value}) if operator == "in" else ~Q(**{f"{spec.path}__in": value})
     if spec.type == "tags":
         return _tags_q(operator, value)
     if spec.type == "events":

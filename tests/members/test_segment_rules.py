@@ -141,3 +141,20 @@ def test_tag_conditions():
     assert _select({"op": "and", "rules": [cond("tags", "any", [vip.pk, wecom.pk])]}, now) == {a.pk, b.pk}
     assert _select({"op": "and", "rules": [cond("tags", "all", [vip.pk, wecom.pk])]}, now) == {a.pk}
     assert _select({"op": "and", "rules": [cond("tags", "none", [vip.pk])]}, now) == {c.pk}
+
+
+@pytest.mark.django_db
+def test_tier_condition_by_tier_code():
+    from loyalty.models import MemberTier, Tier
+
+    now = timezone.now()
+    silver = Tier.objects.create(code="seg-silver", name="白银", rank=91)
+    gold = Tier.objects.create(code="seg-gold", name="黄金", rank=92)
+    a, b, untiered = MemberFactory.create_batch(3)
+    MemberTier.objects.create(member=a, tier=silver, since=now)
+    MemberTier.objects.create(member=b, tier=gold, since=now)
+
+    assert _select({"op": "and", "rules": [cond("tier", "in", ["seg-gold"])]}, now) == {b.pk}
+    assert _select({"op": "and", "rules": [cond("tier", "not_in", ["seg-gold"])]}, now) == {a.pk, untiered.pk}
+    with pytest.raises(SegmentRuleError, match="Pick at least one value"):
+        validate_rules({"op": "and", "rules": [cond("tier", "in", [])]})
