@@ -334,6 +334,8 @@ class Delivery(models.Model):
     deferred = models.BooleanField(_("deferred by quiet hours"), default=False)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
+    # Set by the dispatcher that claimed the row; only that dispatcher records its outcome.
+    claim_token = models.CharField(_("claim"), max_length=32, blank=True, editable=False)
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
     delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
     opened_at = models.DateTimeField(_("opened at"), null=True, blank=True)

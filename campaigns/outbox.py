@@ -11,6 +11,7 @@ outbox settings row), so two campaigns planned at once cannot both take a member
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -103,8 +104,8 @@ def deliveries_plan(*, campaign: Campaign, step: str = "main", now: datetime | N
         # The WHERE clause is also what lets SQLite parse ON CONFLICT after INSERT … SELECT.
         cursor.execute(
             f"INSERT INTO {delivery} (campaign_id, step, member_id, channel, category, status, skip_reason, "
-            "scheduled_for, next_attempt_at, deferred, attempts, last_error, provider_id, created_at) "
-            f"SELECT %s, %s, a.member_id, %s, %s, '{DeliveryStatus.QUEUED}', '', %s, %s, %s, 0, '', '', %s "
+            "scheduled_for, next_attempt_at, deferred, attempts, last_error, provider_id, claim_token, created_at) "
+            f"SELECT %s, %s, a.member_id, %s, %s, '{DeliveryStatus.QUEUED}', '', %s, %s, %s, 0, '', '', '', %s "
             f"FROM ({audience_sql}) a WHERE a.member_id IS NOT NULL "
             "ON CONFLICT (campaign_id, step, member_id) DO NOTHING",
             [
@@ -191,11 +192,12 @@ def deliveries_reset_stuck(*, now: datetime | None = None) -> int:
 
 
 @transaction.atomic
-def deliveries_claim(*, limit: int, now: datetime | None = None) -> list[int]:
+def deliveries_claim(*, limit: int, now: datetime | None = None) -> str | None:
     """Claim up to `limit` due deliveries of running campaigns on enabled channels.
 
     SKIP LOCKED lets parallel dispatchers take disjoint batches; the claim (status `sending`) is
     committed before anything is sent, so no other dispatcher can pick the same rows afterwards.
+    Returns the claim token of the batch, or None when nothing is due.
     """
     now = now or timezone.now()
     enabled = list(ChannelConfig.objects.filter(enabled=True).values_list("channel", flat=True))
@@ -210,26 +212,32 @@ def deliveries_claim(*, limit: int, now: datetime | None = None) -> list[int]:
         .order_by("next_attempt_at", "id")
         .values_list("id", flat=True)[:limit]
     )
-    if ids:
-        Delivery.objects.filter(id__in=ids, status=DeliveryStatus.QUEUED).update(
-            status=DeliveryStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1
-        )
-    return ids
+    if not ids:
+        return None
+    token = uuid.uuid4().hex
+    claimed = Delivery.objects.filter(id__in=ids, status=DeliveryStatus.QUEUED).update(
+        status=DeliveryStatus.SENDING, claimed_at=now, claim_token=token, attempts=F("attempts") + 1
+    )
+    return token if claimed else None
 
 
-def _finish(delivery_id: int, **values) -> bool:
-    """Record the outcome of a claimed row; only a row still `sending` changes."""
-    return bool(Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.SENDING).update(**values))
+def _finish(delivery_id: int, token: str, **values) -> bool:
+    """Record the outcome of a claimed row; only a row still `sending` under this claim changes
+    (a row reset as stuck and claimed again belongs to the new claim)."""
+    rows = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.SENDING, claim_token=token)
+    return bool(rows.update(**values))
 
 
-def deliveries_send(*, ids: list[int], now: datetime | None = None) -> DispatchResult:
-    """Send claimed deliveries, one by one, recording each outcome as soon as it is known."""
+def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResult:
+    """Send the deliveries of one claim, one by one, recording each outcome as soon as it is known."""
     now = now or timezone.now()
     settings = OutboxSettings.load()
     configs = {c.channel: c for c in ChannelConfig.objects.all()}
     result = DispatchResult()
     templates: dict[int, object] = {}
-    rows = Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).select_related("member", "campaign")
+    rows = Delivery.objects.filter(status=DeliveryStatus.SENDING, claim_token=token).select_related(
+        "member", "campaign"
+    )
     for delivery in rows.order_by("pk"):
         campaign = delivery.campaign
         if delivery.category == MessageCategory.PROMOTIONAL:
@@ -237,6 +245,7 @@ def deliveries_send(*, ids: list[int], now: datetime | None = None) -> DispatchR
             if release is not None:
                 _finish(
                     delivery.pk,
+                    token,
                     status=DeliveryStatus.QUEUED,
                     next_attempt_at=release,
                     deferred=True,
@@ -259,23 +268,32 @@ def deliveries_send(*, ids: list[int], now: datetime | None = None) -> DispatchR
             sent = channels.send(delivery=delivery, message=message, config=configs[delivery.channel])
         except channels.RetryableSendError as error:
             if delivery.attempts >= settings.max_attempts:
-                _finish(delivery.pk, status=DeliveryStatus.FAILED, last_error=str(error)[:2000])
+                _finish(delivery.pk, token, status=DeliveryStatus.FAILED, last_error=str(error)[:2000])
                 result.failed += 1
             else:
                 delay = retry_delay(attempts=delivery.attempts, base_seconds=settings.retry_base_seconds)
                 _finish(
-                    delivery.pk, status=DeliveryStatus.QUEUED, next_attempt_at=now + delay, last_error=str(error)[:2000]
+                    delivery.pk,
+                    token,
+                    status=DeliveryStatus.QUEUED,
+                    next_attempt_at=now + delay,
+                    last_error=str(error)[:2000],
                 )
                 result.retried += 1
             logger.warning("delivery %s attempt %s failed: %s", delivery.pk, delivery.attempts, error)
             continue
         except channels.PermanentSendError as error:
-            _finish(delivery.pk, status=DeliveryStatus.FAILED, last_error=str(error)[:2000])
+            _finish(delivery.pk, token, status=DeliveryStatus.FAILED, last_error=str(error)[:2000])
             result.failed += 1
             logger.warning("delivery %s failed for good: %s", delivery.pk, error)
             continue
         _finish(
-            delivery.pk, status=DeliveryStatus.SENT, sent_at=timezone.now(), provider_id=sent.provider_id, last_error=""
+            delivery.pk,
+            token,
+            status=DeliveryStatus.SENT,
+            sent_at=timezone.now(),
+            provider_id=sent.provider_id,
+            last_error="",
         )
         result.sent += 1
     return result
@@ -288,10 +306,10 @@ def deliveries_dispatch(*, now: datetime | None = None, max_batches: int = 20) -
     limit = OutboxSettings.load().batch_size
     total = DispatchResult()
     for _batch in range(max_batches):
-        ids = deliveries_claim(limit=limit, now=now)
-        if not ids:
+        token = deliveries_claim(limit=limit, now=now)
+        if token is None:
             break
-        result = deliveries_send(ids=ids, now=now)
+        result = deliveries_send(token=token, now=now)
         for name in ("sent", "retried", "failed", "deferred"):
             setattr(total, name, getattr(total, name) + getattr(result, name))
     return total

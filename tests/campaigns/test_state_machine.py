@@ -26,7 +26,9 @@ def test_operator_submits_supervisor_approves_and_every_move_is_recorded(draft, 
     draft.refresh_from_db()
     assert draft.status == CampaignStatus.SCHEDULED
     moves = list(
-        CampaignTransition.objects.filter(campaign=draft).order_by("pk").values_list("from_status", "to_status", "actor")
+        CampaignTransition.objects.filter(campaign=draft)
+        .order_by("pk")
+        .values_list("from_status", "to_status", "actor")
     )
     assert moves == [
         (CampaignStatus.DRAFT, CampaignStatus.AWAITING_APPROVAL, operator.pk),
@@ -119,7 +121,12 @@ def test_pause_resume_and_cancel_skip_what_was_still_queued(draft, operator, sup
         (DeliveryStatus.SKIPPED, SkipReason.CANCELLED)
     }
     assert list(CampaignTransition.objects.filter(campaign=draft).order_by("pk").values_list("action", flat=True)) == [
-        "submit", "approve", "start", "pause", "resume", "cancel"
+        "submit",
+        "approve",
+        "start",
+        "pause",
+        "resume",
+        "cancel",
     ]
 
 

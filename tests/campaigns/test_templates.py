@@ -21,8 +21,9 @@ def _context(name="张三"):
 
 
 def test_member_fields_are_filled_in():
-    rendered = render(channel="sms", subject="", body="亲爱的{{ member.name }}，送您{{ offer.points }}积分",
-                      context=_context())
+    rendered = render(
+        channel="sms", subject="", body="亲爱的{{ member.name }}，送您{{ offer.points }}积分", context=_context()
+    )
 
     assert rendered.body == "亲爱的张三，送您100积分"
 

@@ -45,6 +45,7 @@ def segment_of(members, **kwargs):
 def running_campaign(members, *, body: str = "亲爱的{{ member.name }}，新品上市", **kwargs) -> Campaign:
     """A running campaign whose audience is `members` (set directly: for outbox tests)."""
     kwargs.setdefault("segment", segment_of(members))
-    campaign = CampaignFactory(status=CampaignStatus.RUNNING, **kwargs)
+    kwargs.setdefault("status", CampaignStatus.RUNNING)
+    campaign = CampaignFactory(**kwargs)
     MessageTemplateFactory(campaign=campaign, body=body)
     return campaign
