@@ -81,7 +81,9 @@ def fit(*, frequency, recency, T, weights=None, penalizer: float = 0.0, unit_day
             warnings.simplefilter("ignore")
             fitter.fit(frequency, recency, T, weights=weights, verbose=False)
     except Exception as error:  # lifetimes raises ConvergenceError and plain numeric errors
-        raise ChurnModelError(f"The churn model did not converge: {error}") from error
+        # lifetimes puts scipy's whole optimizer report in the message; the last line says what to do.
+        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+        raise ChurnModelError(f"The churn model did not converge: {lines[-1] if lines else error}") from error
     params = fitter.params_
     return BgNbdParams(r=float(params["r"]), alpha=float(params["alpha"]), a=float(params["a"]), b=float(params["b"]))
 
