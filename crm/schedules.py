@@ -72,6 +72,14 @@ SCHEDULES: list[Schedule] = [
         expires=6 * 3600,
     ),
     Schedule(
+        name="Expire coupons (nightly)",
+        task="loyalty.tasks.expire_coupons",
+        crontab={"minute": "5", "hour": "0"},
+        description="Marks issued coupons whose validity ended as expired, so members and campaigns see "
+        "only coupons they can still use.",
+        expires=6 * 3600,
+    ),
+    Schedule(
         name="Prune API idempotency keys (hourly)",
         task="crm.tasks.prune_idempotency_keys",
         crontab={"minute": "20"},

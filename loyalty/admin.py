@@ -24,6 +24,8 @@ from django.utils.translation import ngettext
 from crm.core.admin import BaseModelAdmin, ReadOnlyAdminMixin
 from crm.core.exceptions import ApplicationError
 from loyalty.models import (
+    Coupon,
+    CouponBatch,
     EarnRule,
     LoyaltySettings,
     MemberTier,
@@ -31,11 +33,13 @@ from loyalty.models import (
     PointsAllocation,
     PointsEntry,
     PointsMultiplierWindow,
+    Reward,
+    RewardRedemption,
     Tier,
     TierChange,
 )
 from loyalty.selectors import member_tier_history, points_open_lots, tier_progress
-from loyalty.services import points_adjust, points_reverse
+from loyalty.services import coupons_issue_by_member_numbers, points_adjust, points_reverse
 from members.models import Member
 
 ADJUST_PERMISSION = "loyalty.adjust_points"
@@ -414,3 +418,122 @@ class PointsMultiplierWindowAdmin(BaseModelAdmin):
     list_editable = ("is_active",)
     ordering = ("-starts_at",)
     fields = ("name", "starts_at", "ends_at", "factor", "is_active")
+
+
+@admin.register(Reward)
+class RewardAdmin(BaseModelAdmin):
+    list_display = ("name", "points_price", "stock", "per_member_limit", "min_tier", "valid_from", "valid_until",
+                    "is_active")
+    list_select_related = ("min_tier",)
+    list_filter = ("is_active", "min_tier")
+    search_fields = ("name",)
+    ordering = ("points_price", "id")
+    fieldsets = (
+        (None, {"fields": ("name", "description", "points_price", "is_active")}),
+        (_("Limits"), {"fields": ("stock", "per_member_limit", "min_tier", "valid_from", "valid_until")}),
+    )
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RewardRedemption)
+class RewardRedemptionAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    list_display = ("created_at", "member", "reward", "points_entry")
+    list_select_related = ("member", "reward", "points_entry")
+    list_filter = ("reward",)
+    show_facets = admin.ShowFacets.NEVER
+    search_fields = ("=member__external_id",)
+    search_help_text = _("Member number.")
+    ordering = ("-id",)
+    sortable_by = ()
+
+
+ISSUE_COUPONS_PERMISSION = "loyalty.add_coupon"
+MAX_MEMBER_NUMBERS = 10_000
+
+
+class CouponIssueForm(IdempotentForm):
+    member_numbers = forms.CharField(
+        label=_("member numbers"),
+        widget=forms.Textarea(attrs={"rows": 10}),
+        help_text=_("One member number per line (or separated by commas or spaces). Each member gets one coupon."),
+    )
+
+    def clean_member_numbers(self) -> list[str]:
+        numbers = [n for n in self.cleaned_data["member_numbers"].replace(",", " ").split() if n]
+        if len(numbers) > MAX_MEMBER_NUMBERS:
+            raise ValidationError(_("At most %(max)d member numbers at a time.") % {"max": MAX_MEMBER_NUMBERS})
+        return numbers
+
+
+@admin.register(CouponBatch)
+class CouponBatchAdmin(BaseModelAdmin):
+    """Coupon definitions; "Issue to members" on a batch's page gives its coupons out by member number."""
+
+    list_display = ("name", "kind", "value", "min_spend", "valid_from", "valid_until")
+    list_filter = ("kind",)
+    search_fields = ("name",)
+    ordering = ("-id",)
+    readonly_fields = ("issue_link",)
+    fields = ("name", "kind", "value", "min_spend", "valid_from", "valid_until", "issue_link")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description=_("issue"))
+    def issue_link(self, batch: CouponBatch):
+        if not batch.pk:
+            return "-"
+        url = reverse("admin:loyalty_couponbatch_issue", args=[batch.pk])
+        coupons = reverse("admin:loyalty_coupon_changelist") + f"?batch__id__exact={batch.pk}"
+        return format_html('<a class="button" href="{}">{}</a> <a href="{}">{}</a>', url,
+                           _("Issue to members"), coupons, _("Coupons of this batch"))
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/issue/", self.admin_site.admin_view(self.issue_view), name="loyalty_couponbatch_issue"),
+            *super().get_urls(),
+        ]
+
+    def issue_view(self, request, pk: int):
+        if not request.user.has_perm(ISSUE_COUPONS_PERMISSION):
+            raise PermissionDenied
+        batch = self.get_object(request, str(pk))
+        if batch is None:
+            raise PermissionDenied
+        form = CouponIssueForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            try:
+                issued, unknown = coupons_issue_by_member_numbers(
+                    batch=batch, member_numbers=form.cleaned_data["member_numbers"],
+                    issue_key=f"admin:{form.cleaned_data['token']}",
+                )
+            except ApplicationError as error:
+                form.add_error(None, error.message)
+            else:
+                self.message_user(
+                    request,
+                    ngettext("%(count)d coupon issued.", "%(count)d coupons issued.", issued) % {"count": issued},
+                    messages.SUCCESS,
+                )
+                if unknown:
+                    self.message_user(
+                        request,
+                        _("No member has these numbers: %(numbers)s") % {"numbers": ", ".join(unknown[:50])},
+                        messages.WARNING,
+                    )
+                return HttpResponseRedirect(reverse("admin:loyalty_couponbatch_change", args=[batch.pk]))
+        return _render_points_form(self, request, title=_("Issue %(batch)s") % {"batch": batch}, form=form)
+
+
+@admin.register(Coupon)
+class CouponAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    list_display = ("code", "member", "batch", "status", "issued_at", "expires_at", "used_at", "order_ref")
+    list_select_related = ("member", "batch")
+    list_filter = ("status", "batch")
+    show_facets = admin.ShowFacets.NEVER
+    search_fields = ("=code", "=member__external_id")
+    search_help_text = _("Coupon code or member number.")
+    ordering = ("-id",)
+    sortable_by = ()

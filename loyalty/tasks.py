@@ -32,3 +32,11 @@ def earn_points_for_events(event_ids: list[int]) -> int:
     for member in Member.objects.filter(pk__in=sorted(result.member_ids)).order_by("pk"):
         tier_upgrade_if_qualified(member=member)
     return result.entries
+
+
+@shared_task(acks_late=True)
+def expire_coupons() -> int:
+    """Nightly: mark issued coupons whose validity ended as expired."""
+    from loyalty.services import coupons_expire_due
+
+    return coupons_expire_due()

@@ -11,9 +11,23 @@ from .points import (
     points_reconcile,
     points_reverse,
 )
+from .rewards import (
+    CouponUse,
+    coupon_redeem,
+    coupons_expire_due,
+    coupons_issue,
+    coupons_issue_by_member_numbers,
+    reward_redeem,
+)
 from .tiers import tier_assign, tier_upgrade_if_qualified
 
 __all__ = [
+    "CouponUse",
+    "coupon_redeem",
+    "coupons_expire_due",
+    "coupons_issue",
+    "coupons_issue_by_member_numbers",
+    "reward_redeem",
     "EarnResult",
     "earn_key",
     "points_earn_backfill",
