@@ -466,15 +466,21 @@ def _layer_and_stage_sql(ctx: Context, layer_cuts: dict) -> tuple[str, str, dict
     return layer, stage, params
 
 
+# BG/NBD's t_x: days from the first purchase of the window to the last. Zero with one purchase;
+# never negative nor past T, even when the rollup's last purchase lies after the run's as-of time.
+_T_X = """CASE WHEN frequency <= 1 OR recency_days IS NULL OR recency_days >= first_purchase_days THEN 0
+                ELSE first_purchase_days - recency_days END"""
+
+
 def fit_churn_model(*, run_id: int, seed: int = 0):
     """Fit BG/NBD on the drafts' purchase summaries, grouped so that equal summaries weigh once."""
     from members import churn_model
 
     rows = _fetchall(
         f"""
-        SELECT frequency - 1, first_purchase_days - COALESCE(recency_days, 0), first_purchase_days, COUNT(*)
+        SELECT frequency - 1, {_T_X}, first_purchase_days, COUNT(*)
         FROM {DRAFT} WHERE run_id = %(run)s AND frequency > 0 AND first_purchase_days IS NOT NULL
-        GROUP BY frequency - 1, first_purchase_days - COALESCE(recency_days, 0), first_purchase_days
+        GROUP BY frequency - 1, {_T_X}, first_purchase_days
         """,
         {"run": run_id},
     )
@@ -500,7 +506,7 @@ def _draft_churn_model(ctx: Context, scope: Scope, params) -> None:
         return
     draft_scope, scope_params = scope.sql("member_id")
     rows = _fetchall(
-        f"""SELECT member_id, frequency - 1, first_purchase_days - COALESCE(recency_days, 0), first_purchase_days
+        f"""SELECT member_id, frequency - 1, {_T_X}, first_purchase_days
             FROM {DRAFT} WHERE run_id = %(run)s AND frequency > 0 AND first_purchase_days IS NOT NULL
               AND {draft_scope}""",
         ctx.params(**scope_params),

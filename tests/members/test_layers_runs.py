@@ -170,6 +170,11 @@ def test_churn_model_fills_p_alive_and_expected_purchases_for_buyers_only():
         assert score.expected_purchases_90d >= score.expected_purchases_30d >= 0
     assert min(scores[m.pk].p_alive for m in regulars) > max(scores[m.pk].p_alive for m in lapsed)
 
+    # As of a month ago, later purchases exist in the log (and in the rollups): still a valid fit.
+    earlier = layers_recompute_full(now=now - 30 * DAY)
+    assert set(earlier.model_params) == {"r", "alpha", "a", "b"}
+    assert MemberScore.objects.filter(member__in=regulars, p_alive__isnull=False).count() == len(regulars)
+
 
 def test_incremental_run_catches_stage_changes_that_come_with_time_alone():
     now = timezone.now()
