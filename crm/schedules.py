@@ -80,6 +80,14 @@ SCHEDULES: list[Schedule] = [
         expires=6 * 3600,
     ),
     Schedule(
+        name="Award badges and titles (nightly)",
+        task="loyalty.tasks.award_badges",
+        crontab={"minute": "50", "hour": "4"},
+        description="Gives every active badge and title with a rule to the members who now meet it, once "
+        "each. Runs after the nightly rollups and layers.",
+        expires=6 * 3600,
+    ),
+    Schedule(
         name="Prune API idempotency keys (hourly)",
         task="crm.tasks.prune_idempotency_keys",
         crontab={"minute": "20"},

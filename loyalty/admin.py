@@ -24,10 +24,12 @@ from django.utils.translation import ngettext
 from crm.core.admin import BaseModelAdmin, ReadOnlyAdminMixin
 from crm.core.exceptions import ApplicationError
 from loyalty.models import (
+    Badge,
     Coupon,
     CouponBatch,
     EarnRule,
     LoyaltySettings,
+    MemberBadge,
     MemberTier,
     PointsAccount,
     PointsAllocation,
@@ -39,7 +41,13 @@ from loyalty.models import (
     TierChange,
 )
 from loyalty.selectors import member_tier_history, points_open_lots, tier_progress
-from loyalty.services import coupons_issue_by_member_numbers, points_adjust, points_reverse
+from loyalty.services import (
+    badge_award,
+    badge_revoke,
+    coupons_issue_by_member_numbers,
+    points_adjust,
+    points_reverse,
+)
 from members.models import Member
 
 ADJUST_PERMISSION = "loyalty.adjust_points"
@@ -537,3 +545,107 @@ class CouponAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     search_help_text = _("Coupon code or member number.")
     ordering = ("-id",)
     sortable_by = ()
+
+
+AWARD_BADGES_PERMISSION = "loyalty.award_badges"
+
+
+class BadgeAwardForm(CouponIssueForm):
+    reason = forms.CharField(label=_("reason"), max_length=255, help_text=_("Kept with the award."))
+
+
+@admin.register(Badge)
+class BadgeAdmin(BaseModelAdmin):
+    """Badges and titles; "Award to members" on a badge's page gives it by hand, by member number."""
+
+    list_display = ("name", "kind", "rule", "threshold", "period_days", "validity_days", "is_public", "is_active")
+    list_filter = ("kind", "rule", "is_active")
+    search_fields = ("name", "code")
+    ordering = ("kind", "name")
+    readonly_fields = ("award_link",)
+    fieldsets = (
+        (None, {"fields": ("name", "code", "kind", "description", "privileges", "is_public", "is_active")}),
+        (_("Rule"), {"fields": ("rule", "threshold", "period_days", "validity_days")}),
+        (None, {"fields": ("award_link",)}),
+    )
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description=_("award"))
+    def award_link(self, badge: Badge):
+        if not badge.pk:
+            return "-"
+        holders = reverse("admin:loyalty_memberbadge_changelist") + f"?badge__id__exact={badge.pk}"
+        return format_html(
+            '<a class="button" href="{}">{}</a> <a href="{}">{}</a>',
+            reverse("admin:loyalty_badge_award", args=[badge.pk]), _("Award to members"), holders, _("Holders"),
+        )
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/award/", self.admin_site.admin_view(self.award_view), name="loyalty_badge_award"),
+            *super().get_urls(),
+        ]
+
+    def award_view(self, request, pk: int):
+        if not request.user.has_perm(AWARD_BADGES_PERMISSION):
+            raise PermissionDenied
+        badge = self.get_object(request, str(pk))
+        if badge is None:
+            raise PermissionDenied
+        form = BadgeAwardForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            numbers = form.cleaned_data["member_numbers"]
+            members = {m.external_id: m for m in Member.objects.filter(external_id__in=numbers)}
+            done = 0
+            for number in numbers:
+                if number in members:
+                    badge_award(member=members[number], badge=badge, actor=request.user,
+                                reason=form.cleaned_data["reason"])
+                    done += 1
+            self.message_user(request, ngettext("%(count)d member awarded.", "%(count)d members awarded.", done)
+                              % {"count": done}, messages.SUCCESS)
+            unknown = sorted(set(numbers) - set(members))
+            if unknown:
+                self.message_user(request, _("No member has these numbers: %(numbers)s")
+                                  % {"numbers": ", ".join(unknown[:50])}, messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:loyalty_badge_change", args=[badge.pk]))
+        return _render_points_form(self, request, title=_("Award %(badge)s") % {"badge": badge}, form=form)
+
+
+class RevokeForm(IdempotentForm):
+    reason = forms.CharField(label=_("reason"), max_length=255)
+
+
+@admin.register(MemberBadge)
+class MemberBadgeAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    list_display = ("member", "badge", "awarded_at", "expires_at", "revoked_at", "awarded_by", "reason")
+    list_select_related = ("member", "badge", "awarded_by")
+    list_filter = ("badge",)
+    show_facets = admin.ShowFacets.NEVER
+    search_fields = ("=member__external_id",)
+    search_help_text = _("Member number.")
+    ordering = ("-id",)
+    sortable_by = ()
+    actions = ("revoke",)
+
+    def has_award_permission(self, request) -> bool:
+        return request.user.has_perm(AWARD_BADGES_PERMISSION)
+
+    @admin.action(permissions=["award"], description=_("Revoke the selected badges and titles"))
+    def revoke(self, request, queryset):
+        held = list(queryset.select_related("member", "badge")[: MAX_ROWS_PER_ACTION + 1])
+        if _too_many(self, request, held):
+            return None
+        form = RevokeForm(request.POST if "apply" in request.POST else None)
+        if not (form.is_bound and form.is_valid()):
+            return _render_points_form(
+                self, request, title=_("Revoke badges and titles"), form=form, action="revoke",
+                targets=[str(item) for item in held], selected=[item.pk for item in held],
+            )
+        for item in held:
+            badge_revoke(member_badge=item, actor=request.user, reason=form.cleaned_data["reason"])
+        self.message_user(request, ngettext("%(count)d revoked.", "%(count)d revoked.", len(held))
+                          % {"count": len(held)}, messages.SUCCESS)
+        return None

@@ -43,3 +43,45 @@ def install_default_tiers_after_migrate(sender, **kwargs) -> None:
     from django.apps import apps
 
     install_default_tiers(apps)
+    if not apps.get_model("loyalty", "Badge").objects.exists():
+        install_default_badges(apps)
+
+
+# Honors (DOMAIN.md "Honors and badges"): the three titles and the check-in streak badges.
+DEFAULT_BADGES = [
+    {
+        "code": "chief-experience-officer", "name": "首席体验官", "kind": "title", "rule": "manual",
+        "threshold": Decimal("0"), "period_days": None, "validity_days": 365,
+        "description": "由运营团队选出，参与新品共创与测评的会员。",
+        "privileges": "新品优先试用；专属客服",
+    },
+    {
+        "code": "active-star", "name": "活跃之星", "kind": "title", "rule": "top_active",
+        "threshold": Decimal("5"), "period_days": 30, "validity_days": 30,
+        "description": "近 30 天最活跃的前 5% 会员。",
+        "privileges": "优惠券提前 2 小时领取",
+    },
+    {
+        "code": "community-expert", "name": "社群达人", "kind": "title", "rule": "invites",
+        "threshold": Decimal("10"), "period_days": 90, "validity_days": 90,
+        "description": "近 90 天邀请好友 10 次以上的会员。",
+        "privileges": "社群专属活动邀请",
+    },
+    {
+        "code": "check-in-7", "name": "连续签到 7 天", "kind": "badge", "rule": "check_in_streak",
+        "threshold": Decimal("7"), "period_days": None, "validity_days": None,
+        "description": "连续 7 天签到。", "privileges": "",
+    },
+    {
+        "code": "check-in-21", "name": "21 天打卡", "kind": "badge", "rule": "check_in_streak",
+        "threshold": Decimal("21"), "period_days": None, "validity_days": None,
+        "description": "连续 21 天签到。", "privileges": "解锁进阶课程",
+    },
+]
+
+
+def install_default_badges(apps) -> None:
+    """Create the default titles and badges that are missing (by code); never touches edited ones."""
+    Badge = apps.get_model("loyalty", "Badge")
+    existing = set(Badge.objects.values_list("code", flat=True))
+    Badge.objects.bulk_create(Badge(**values) for values in DEFAULT_BADGES if values["code"] not in existing)

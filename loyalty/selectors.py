@@ -12,8 +12,10 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.models import (
     LOT_SPENDING_ORDER,
+    Badge,
     EntryKind,
     LoyaltySettings,
+    MemberBadge,
     MemberTier,
     PointsAccount,
     PointsEntry,
@@ -206,3 +208,37 @@ def tier_progress(*, member: Member, now: datetime | None = None) -> TierProgres
 
 def member_tier_history(*, member: Member) -> QuerySet[TierChange]:
     return TierChange.objects.filter(member=member).select_related("from_tier", "to_tier", "actor").order_by("-id")
+
+
+# Honors ------------------------------------------------------------------------------------
+
+
+def member_badges_current(*, now: datetime | None = None) -> QuerySet[MemberBadge]:
+    """Badges and titles held now: neither revoked nor lapsed."""
+    now = now or timezone.now()
+    return MemberBadge.objects.filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True
+    )
+
+
+@dataclass(frozen=True)
+class HonorRollEntry:
+    badge: Badge
+    holders: list[str]
+
+
+def masked_name(name: str) -> str:
+    """张三丰 → 张**: the honor roll is public, so it shows only the first character of a name."""
+    name = (name or "").strip()
+    return f"{name[0]}{'*' * max(1, len(name) - 1)}" if name else "*"
+
+
+def honor_roll(*, now: datetime | None = None, per_badge: int = 100) -> list[HonorRollEntry]:
+    """Public, active badges and titles (titles first) with their current holders, newest first."""
+    current = member_badges_current(now=now)
+    entries = []
+    for badge in Badge.objects.filter(is_public=True, is_active=True).order_by("-kind", "name"):
+        # -kind: "title" sorts after "badge"; titles lead the roll.
+        names = current.filter(badge=badge).order_by("-awarded_at", "-id").values_list("member__name", flat=True)
+        entries.append(HonorRollEntry(badge=badge, holders=[masked_name(name) for name in names[:per_badge]]))
+    return entries

@@ -40,3 +40,11 @@ def expire_coupons() -> int:
     from loyalty.services import coupons_expire_due
 
     return coupons_expire_due()
+
+
+@shared_task(acks_late=True)
+def award_badges() -> int:
+    """Nightly: award badges and titles by their rules, once per member; returns the new awards."""
+    from loyalty.services import badges_award
+
+    return sum(badges_award().values())

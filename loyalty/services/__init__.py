@@ -1,5 +1,6 @@
 """Every write to points and tiers goes through these functions."""
 
+from .badges import badge_award, badge_revoke, badges_award
 from .earning import EarnResult, earn_key, points_earn_backfill, points_earn_for_events, refund_key
 from .points import (
     LedgerDrift,
@@ -22,6 +23,9 @@ from .rewards import (
 from .tiers import tier_assign, tier_upgrade_if_qualified
 
 __all__ = [
+    "badge_award",
+    "badge_revoke",
+    "badges_award",
     "CouponUse",
     "coupon_redeem",
     "coupons_expire_due",
