@@ -4,11 +4,14 @@ from django.conf import settings
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from crm.api.receipts import DeliveryReceiptApi
+
 app_name = "api"
 
 v1 = [
     path("", include("members.api.urls")),
     path("", include("loyalty.api.urls")),
+    path("deliveries/receipts/<slug:channel>/", DeliveryReceiptApi.as_view(), name="deliveries-receipt"),
 ]
 
 urlpatterns = [

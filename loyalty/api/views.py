@@ -15,9 +15,10 @@ from rest_framework.views import APIView
 from crm.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from crm.core.api import BoundedDateTimeField, PartnerKey, ReadSerializer, cursor_pagination, error_responses
 from crm.models import Scope
-from loyalty.models import LoyaltySettings, PointsAccount, PointsEntry
+from loyalty.models import LoyaltySettings, PointsAccount, PointsEntry, Tier
 from loyalty.selectors import points_open_lots, yuan_value
 from loyalty.services import points_credit, points_debit, points_reverse
+from members.api.views import EXTERNAL_ID_PARAMETER
 from members.models import Member
 
 TAGS = ["points"]
@@ -214,6 +215,7 @@ class PointsBalanceApi(APIView):
     @extend_schema(
         operation_id="points_balance",
         tags=TAGS,
+        parameters=[EXTERNAL_ID_PARAMETER],
         responses={200: OutputSerializer, **error_responses(not_found=True)},
     )
     def get(self, request, external_id: str):
@@ -251,6 +253,7 @@ class PointsHistoryApi(APIView):
     @extend_schema(
         operation_id="points_history",
         tags=TAGS,
+        parameters=[EXTERNAL_ID_PARAMETER],
         responses={200: OutputSerializer(many=True), **error_responses(not_found=True)},
     )
     def get(self, request, external_id: str):
@@ -260,3 +263,31 @@ class PointsHistoryApi(APIView):
         page = paginator.paginate_queryset(entries, request, view=self)
         context = {"namespace": reference_namespace(request)}
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True, context=context).data)
+
+
+class TierListApi(APIView):
+    """The tiers members can reach, lowest first, with what qualifies for each and its benefits."""
+
+    required_scope = Scope.MEMBERS_READ
+
+    class OutputSerializer(ReadSerializer):
+        code = serializers.CharField()
+        name = serializers.CharField()
+        rank = serializers.IntegerField()
+        rule = serializers.CharField(help_text="spend, points, either or both.")
+        min_spend = serializers.DecimalField(max_digits=12, decimal_places=2, help_text="Yuan over the period.")
+        min_points = serializers.IntegerField()
+        qualifying_period_days = serializers.IntegerField()
+        discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2)
+        points_multiplier = serializers.DecimalField(max_digits=4, decimal_places=2)
+        birthday_gift = serializers.CharField()
+        benefits = serializers.CharField()
+        validity_days = serializers.IntegerField()
+
+    @extend_schema(
+        operation_id="tiers_list",
+        tags=["tiers"],
+        responses={200: OutputSerializer(many=True), **error_responses()},
+    )
+    def get(self, request):
+        return Response(self.OutputSerializer(Tier.objects.order_by("rank"), many=True).data)

@@ -6,11 +6,11 @@ this version of the code, so the endpoint keeps its documented shape (null or em
 """
 
 import functools
-from datetime import UTC
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db import connection, models
+from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -64,6 +64,18 @@ def _member_read_sql() -> tuple[str, tuple[str, ...], tuple[tuple[str, int], ...
             f"{alias}.{quote(model._meta.get_field(name).column)}" for name in names
         ]
         related.append((relation, names))
+    if _has_relation("tier_status"):
+        # The member's tier (loyalty): its MemberTier row and that row's Tier.
+        field = Member._meta.get_field("tier_status")
+        status_model = field.related_model
+        tier_field = status_model._meta.get_field("tier")
+        tier_model = tier_field.related_model
+        joins.append(
+            f"LEFT JOIN {quote(status_model._meta.db_table)} ts ON ts.{quote(field.field.column)} = m.id "
+            f"LEFT JOIN {quote(tier_model._meta.db_table)} tt ON tt.id = ts.{quote(tier_field.column)}"
+        )
+        columns += [f"ts.{quote(field.field.column)}", "tt.code", "tt.name", "ts.since", "ts.valid_until"]
+        related.append(("tier_status", ("code", "name", "since", "valid_until")))
     sql = (
         f"SELECT {', '.join(columns)} FROM {quote(Member._meta.db_table)} m {' '.join(joins)} "
         f"WHERE m.{quote(Member._meta.get_field('external_id').column)} = %s"
@@ -71,16 +83,12 @@ def _member_read_sql() -> tuple[str, tuple[str, ...], tuple[tuple[str, int], ...
     return sql, MEMBER_READ_FIELDS, tuple(related)
 
 
-_DATETIMES = frozenset(
-    name for name in MEMBER_READ_FIELDS if isinstance(Member._meta.get_field(name), models.DateTimeField)
-)
-
-
 def member_read(*, external_id: str) -> SimpleNamespace | None:
-    """The member with this partner id, with its points account and score rows where they exist.
+    """The member with this partner id, with its points account, score and tier where they exist.
 
-    Returns a plain object with the member's fields, and `points_account` / `score` attributes
-    holding their rows' fields (or None), or None when there is no such member.
+    Returns a plain object with the member's fields, and `points_account` / `score` /
+    `tier_status` attributes holding their rows' fields (or None), or None when there is no
+    such member.
     """
     sql, names, related = _member_read_sql()
     with connection.cursor() as cursor:
@@ -88,19 +96,23 @@ def member_read(*, external_id: str) -> SimpleNamespace | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    values = dict(zip(names, row, strict=False))
-    for name in _DATETIMES:
-        # PostgreSQL returns aware datetimes; SQLite returns naive ones, stored in UTC.
-        if values[name] is not None and timezone.is_naive(values[name]):
-            values[name] = timezone.make_aware(values[name], UTC)
-    member = SimpleNamespace(**values)
+    member = SimpleNamespace(**_aware(dict(zip(names, row, strict=False))))
     position = len(names)
     for relation, relation_names in related:
         present = row[position] is not None
         chunk = row[position + 1 : position + 1 + len(relation_names)]
-        setattr(member, relation, SimpleNamespace(**dict(zip(relation_names, chunk, strict=True))) if present else None)
+        values = _aware(dict(zip(relation_names, chunk, strict=True)))
+        setattr(member, relation, SimpleNamespace(**values) if present else None)
         position += 1 + len(relation_names)
     return member
+
+
+def _aware(values: dict) -> dict:
+    """PostgreSQL returns aware datetimes; SQLite returns naive ones, stored in UTC."""
+    for name, value in values.items():
+        if isinstance(value, datetime) and timezone.is_naive(value):
+            values[name] = timezone.make_aware(value, UTC)
+    return values
 
 
 def member_list(*, filters: dict) -> QuerySet[Member]:

@@ -2,7 +2,7 @@
 
 from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from phonenumber_field.serializerfields import PhoneNumberField
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -23,7 +23,19 @@ from members.api.selectors import member_list, member_read
 from members.models import Channel, Gender, Member
 from members.services import member_upsert
 
+try:  # tiers are loyalty's; without them a member read shows no tier
+    from loyalty.selectors import tier_progress
+except ImportError:  # pragma: no cover - older loyalty
+    tier_progress = None
+
 TAGS = ["members"]
+EXTERNAL_ID_PARAMETER = OpenApiParameter(
+    "external_id",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    pattern=r"^[^/]{1,64}$",
+    description="The member's number (external_id) in the partner systems.",
+)
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -119,11 +131,28 @@ class MemberPointsSummarySerializer(ReadSerializer):
     lifetime_expired = serializers.IntegerField()
 
 
+class TierRefSerializer(ReadSerializer):
+    code = serializers.CharField(help_text="Stable name, e.g. silver.")
+    name = serializers.CharField(help_text="What members see, e.g. 白银.")
+
+
+class TierProgressSerializer(ReadSerializer):
+    """What is missing to reach the next tier, over that tier's qualifying period."""
+
+    next_tier = TierRefSerializer(source="next", allow_null=True, help_text="Null at the top tier.")
+    spend = serializers.DecimalField(max_digits=14, decimal_places=2, help_text="Qualifying spend so far, yuan.")
+    points = serializers.IntegerField(help_text="Qualifying points earned so far.")
+    spend_needed = serializers.DecimalField(max_digits=14, decimal_places=2)
+    points_needed = serializers.IntegerField()
+    message = serializers.CharField(help_text="E.g. 再消费 80 元升级白银, in the request's language.")
+
+
 class MemberTierSerializer(ReadSerializer):
     code = serializers.CharField()
     name = serializers.CharField()
-    next_tier = serializers.CharField(allow_null=True)
-    progress = serializers.DictField(help_text='Distance to the next tier, e.g. {"spend_needed": "80.00"}.')
+    since = serializers.DateTimeField(allow_null=True, help_text="Null while the member stands on the entry tier.")
+    valid_until = serializers.DateTimeField(allow_null=True)
+    progress = TierProgressSerializer(allow_null=True, help_text="Null when asked with tier_progress=false.")
 
 
 class MemberBadgeSerializer(ReadSerializer):
@@ -135,11 +164,19 @@ class MemberBadgeSerializer(ReadSerializer):
 class MemberDetailApi(APIView):
     """One member with everything the CRM knows of them.
 
-    `points` is null unless the key also has `points:read`. `tier`, `badges`, `value_layer` and
-    `lifecycle_stage` are null (or empty) while the CRM has not computed them for this member.
+    `points` is null unless the key also has `points:read`. `tier` is the member's tier (the
+    entry tier until one is assigned) with the distance to the next one; `badges`, `value_layer`
+    and `lifecycle_stage` are null (or empty) while the CRM has not computed them.
     """
 
     required_scope = Scope.MEMBERS_READ
+
+    class QuerySerializer(serializers.Serializer):
+        tier_progress = serializers.BooleanField(
+            default=True,
+            help_text="false skips computing the distance to the next tier (a few aggregate queries): "
+            "for lookups that only need the member and its tier.",
+        )
 
     class OutputSerializer(MemberOutputSerializer):
         points = serializers.SerializerMethodField()
@@ -161,7 +198,20 @@ class MemberDetailApi(APIView):
 
         @extend_schema_field(MemberTierSerializer(allow_null=True))
         def get_tier(self, member):
-            return None  # loyalty has no tiers yet
+            status = _related(member, "tier_status")
+            progress = self.context.get("tier_progress")
+            # member_read gives the tier's code and name on the status; the ORM gives status.tier.
+            current = getattr(progress, "current", None) or getattr(status, "tier", status)
+            if current is None:
+                return None
+            tier = {
+                "code": current.code,
+                "name": current.name,
+                "since": getattr(status, "since", None),
+                "valid_until": getattr(status, "valid_until", None),
+                "progress": progress,
+            }
+            return MemberTierSerializer(tier).data
 
         @extend_schema_field(serializers.CharField(allow_null=True))
         def get_value_layer(self, member) -> str | None:
@@ -180,13 +230,18 @@ class MemberDetailApi(APIView):
     @extend_schema(
         operation_id="members_retrieve",
         tags=TAGS,
+        parameters=[EXTERNAL_ID_PARAMETER, QuerySerializer],
         responses={200: OutputSerializer, **error_responses(not_found=True)},
     )
     def get(self, request, external_id: str):
+        options = self.QuerySerializer(data=request.query_params)
+        options.is_valid(raise_exception=True)
         member = member_read(external_id=external_id)
         if member is None:
             raise NotFound()
-        context = {"show_points": request_has_scope(request, Scope.POINTS_READ)}
+        context = {"show_points": request_has_scope(request, Scope.POINTS_READ), "tier_progress": None}
+        if options.validated_data["tier_progress"] and tier_progress is not None:
+            context["tier_progress"] = tier_progress(member=Member(pk=member.id))
         return Response(self.OutputSerializer(member, context=context).data)
 
 

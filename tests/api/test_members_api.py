@@ -128,8 +128,35 @@ def test_read_one_member_with_rollups_and_points(make_client):
     assert body["rollups"]["orders_count"] == 1 and body["rollups"]["total_spent"] == "80.50"
     assert body["points"] == {"balance": 300, "lifetime_earned": 300, "lifetime_redeemed": 0, "lifetime_expired": 0}
     # What the CRM has not computed yet keeps its documented place in the shape.
-    assert body["tier"] is None and body["badges"] == []
+    assert body["badges"] == []
     assert {"value_layer", "lifecycle_stage"} <= set(body)
+
+
+def test_read_one_member_shows_the_tier_and_the_distance_to_the_next(api):
+    tier_model = Member._meta.get_field("tier_status").related_model._meta.get_field("tier").related_model
+    entry, second = tier_model.objects.order_by("rank")[:2]
+    member = MemberFactory(external_id="M1")
+    events_ingest(
+        events=[
+            EventInput(
+                member_id=member.pk,
+                kind="purchase",
+                amount=Decimal("20.00"),
+                occurred_at=timezone.now(),
+                source="pos",
+                external_id="o1",
+            )
+        ]
+    )
+
+    tier = api.get("/api/v1/members/M1/").json()["tier"]
+    lite = api.get("/api/v1/members/M1/", {"tier_progress": "false"}).json()["tier"]
+
+    assert (tier["code"], tier["since"]) == (entry.code, None)  # everyone starts on the entry tier
+    assert tier["progress"]["next_tier"] == {"code": second.code, "name": second.name}
+    assert tier["progress"]["spend"] == "20.00"
+    assert tier["progress"]["message"]
+    assert lite is None  # no tier assigned yet, and no progress asked for
 
 
 def test_the_hand_written_read_query_gives_what_the_orm_gives(api):
@@ -149,7 +176,7 @@ def test_the_hand_written_read_query_gives_what_the_orm_gives(api):
     EarnFactory(member=member, amount=70)
     orm = Member.objects.select_related("points_account").get(pk=member.pk)
 
-    body = api.get("/api/v1/members/M1/").json()
+    body = api.get("/api/v1/members/M1/", {"tier_progress": "false"}).json()
 
     expected = MemberDetailApi.OutputSerializer(orm, context={"show_points": True}).data
     assert body == json.loads(json.dumps(expected, cls=DjangoJSONEncoder))
@@ -173,8 +200,11 @@ def test_read_one_member_costs_a_bounded_number_of_queries(api, django_assert_ma
     EarnFactory(member=member, amount=10)
     api.get("/api/v1/members/M1/")  # the key's snapshot is cached from here on
 
-    # Member, points account (and the layers' score where it exists) in one joined query.
+    # Member, points account, score and tier in one joined query.
     with django_assert_max_num_queries(1):
+        assert api.get("/api/v1/members/M1/", {"tier_progress": "false"}).status_code == 200
+    # The distance to the next tier adds loyalty's few aggregate queries, not one per anything.
+    with django_assert_max_num_queries(6):
         assert api.get("/api/v1/members/M1/").status_code == 200
 
 
@@ -229,3 +259,23 @@ def test_read_and_list_show_the_members_layer_and_stage_once_scored(api):
     assert api.get("/api/v1/members/M2/").json()["value_layer"] is None
     assert [m["external_id"] for m in listed] == ["M1"]
     assert unscored.external_id not in [m["external_id"] for m in listed]
+
+
+def test_an_assigned_tier_is_read_with_its_dates(api):
+    from loyalty.services import tier_assign
+
+    tier_model = Member._meta.get_field("tier_status").related_model._meta.get_field("tier").related_model
+    gold = tier_model.objects.order_by("-rank").first()
+    member = MemberFactory(external_id="M1")
+    tier_assign(member=member, tier=gold, reason="VIP")
+    status = Member.objects.select_related("tier_status").get(pk=member.pk).tier_status
+
+    tier = api.get("/api/v1/members/M1/", {"tier_progress": "false"}).json()["tier"]
+    full = api.get("/api/v1/members/M1/").json()["tier"]
+
+    expected = MemberDetailApi.OutputSerializer(Member.objects.get(pk=member.pk)).data["tier"]
+    assert tier == json.loads(json.dumps(expected, cls=DjangoJSONEncoder))
+    assert (tier["code"], tier["progress"]) == (gold.code, None)
+    assert tier["since"] is not None and tier["valid_until"] is not None
+    assert status.tier_id == gold.pk
+    assert full["progress"]["next_tier"] is None  # the top tier
