@@ -131,15 +131,12 @@ class CampaignAdmin(BaseModelAdmin):
     def save_formset(self, request, form, formset, change):
         if formset.model is not MessageTemplate:
             return super().save_formset(request, form, formset, change)
-        for deleted in formset.deleted_forms:
-            if deleted.instance.pk:
-                deleted.instance.delete()
-        for inline_form in formset.forms:
-            if inline_form in formset.deleted_forms or not inline_form.has_changed():
-                continue
-            template = inline_form.save(commit=False)
+        # save(commit=False) also fills new/changed/deleted_objects, which the admin's history uses.
+        for template in formset.save(commit=False):
             template.campaign = form.instance
             message_template_save(template=template, actor=request.user)
+        for template in formset.deleted_objects:
+            template.delete()
 
     def get_urls(self):
         urls = super().get_urls()

@@ -80,7 +80,8 @@ class Plan:
 def deliveries_plan(*, campaign: Campaign, step: str = "main", now: datetime | None = None) -> Plan:
     """Create the deliveries of one step of a campaign for its whole audience, skips marked."""
     now = now or timezone.now()
-    settings = OutboxSettings.objects.select_for_update().get_or_create(pk=OutboxSettings.SINGLETON_ID)[0]
+    OutboxSettings.load()  # exists first, so that every planner waits on the same row lock
+    settings = OutboxSettings.objects.select_for_update().get(pk=OutboxSettings.SINGLETON_ID)
     promotional = campaign.category == MessageCategory.PROMOTIONAL
     send_at = planned_send_at(now=now, send_time=campaign.send_time)
     release = quiet_hours_release(send_at, start=settings.quiet_start, end=settings.quiet_end) if promotional else None
