@@ -22,13 +22,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from datetime import timezone as dt_timezone
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from itertools import islice
 from operator import itemgetter
 
 import openpyxl
 import phonenumbers
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from members.models import Channel, EventKind, Gender, InteractionKind
@@ -460,28 +463,14 @@ def _from_number(number: int | float) -> tuple[tuple[date | datetime, tzinfo | N
     return (moment.replace(microsecond=0), None), None
 
 
-def _label_map(choices: dict[str, tuple[str, ...]], enum) -> dict[str, str]:
-    """Lower-cased labels (our own values and English labels included) -> enum values."""
-    mapping = {}
-    for value, label in enum.choices:
-        mapping[value.lower()] = value
-        mapping[str(label).lower()] = value
-    for value, labels in choices.items():
-        for label in labels:
-            mapping[label.lower()] = str(value)
-    return mapping
-
-
-GENDER_LABELS = _label_map(
-    {
+# Spellings staff use beyond our values and the labels the admin shows in each of its languages.
+CHOICE_ALIASES: dict[type, dict[str, tuple[str, ...]]] = {
+    Gender: {
         Gender.MALE: ("男", "男性", "男士", "先生", "m", "man"),
         Gender.FEMALE: ("女", "女性", "女士", "f", "woman"),
         Gender.UNKNOWN: ("未知", "保密", "不详", "其他", "u", "other"),
     },
-    Gender,
-)
-CHANNEL_LABELS = _label_map(
-    {
+    Channel: {
         Channel.WECOM: ("企业微信", "企微", "wechat work", "weixin work"),
         Channel.COMMUNITY: ("社群", "社群群聊", "微信群", "群聊", "community"),
         Channel.MINI_PROGRAM: ("小程序", "微信小程序", "miniprogram", "mini program", "mini-program"),
@@ -491,10 +480,7 @@ CHANNEL_LABELS = _label_map(
         Channel.REFERRAL: ("推荐", "转介绍", "老带新", "邀请"),
         Channel.OTHER: ("其他", "其它"),
     },
-    Channel,
-)
-EVENT_KIND_LABELS = _label_map(
-    {
+    EventKind: {
         EventKind.PURCHASE: ("购买", "消费", "下单", "订单"),
         EventKind.REFUND: ("退款", "退货"),
         EventKind.CHECK_IN: ("签到", "打卡", "check-in", "checkin"),
@@ -506,10 +492,7 @@ EVENT_KIND_LABELS = _label_map(
         EventKind.GROUP_EXIT: ("退群", "退出群"),
         EventKind.MESSAGE_READ: ("已读", "阅读消息", "消息已读"),
     },
-    EventKind,
-)
-INTERACTION_LABELS = _label_map(
-    {
+    InteractionKind: {
         InteractionKind.VIEW: ("浏览", "查看"),
         InteractionKind.LIKE: ("点赞",),
         InteractionKind.COMMENT: ("评论",),
@@ -517,8 +500,26 @@ INTERACTION_LABELS = _label_map(
         InteractionKind.LIVE_WATCH: ("看直播", "直播观看", "观看直播", "live watch"),
         InteractionKind.ARTICLE_READ: ("阅读文章", "文章阅读", "article read"),
     },
-    InteractionKind,
-)
+}
+
+
+@cache
+def choice_labels(enum: type) -> dict[str, str]:
+    """Lower-cased spellings of an enum's choices -> their values.
+
+    Built on first use rather than at import, and from every language in settings.LANGUAGES,
+    so a file in English labels imports the same whatever language the admin is shown in.
+    """
+    mapping = {}
+    for value, label in enum.choices:
+        mapping[value.lower()] = value
+        for language, _name in settings.LANGUAGES:
+            with translation.override(language):
+                mapping[str(label).lower()] = value
+    for value, aliases in CHOICE_ALIASES[enum].items():
+        for alias in aliases:
+            mapping[alias.lower()] = str(value)
+    return mapping
 
 
 def normalize_choice(raw: Cell, labels: dict[str, str]) -> Normalized:
@@ -532,11 +533,11 @@ def normalize_choice(raw: Cell, labels: dict[str, str]) -> Normalized:
 
 
 def normalize_gender(raw: Cell) -> Normalized:
-    return normalize_choice(raw, GENDER_LABELS)
+    return normalize_choice(raw, choice_labels(Gender))
 
 
 def normalize_channel(raw: Cell) -> Normalized:
-    return normalize_choice(raw, CHANNEL_LABELS)
+    return normalize_choice(raw, choice_labels(Channel))
 
 
 _TRUE = frozenset({"1", "是", "y", "yes", "true", "t", "√", "✓", "退订", "拒收"})
@@ -834,7 +835,7 @@ def parse_event_rows(
     """Normalize every row of an event file into EVENT_FIELDS order."""
     normalizers = {
         "member": lambda raw: normalize_text(raw, 64),
-        "kind": lambda raw: normalize_choice(raw, EVENT_KIND_LABELS),
+        "kind": lambda raw: normalize_choice(raw, choice_labels(EventKind)),
         "sub_kind": lambda raw: normalize_text(raw, 32),
         "occurred_at": lambda raw: normalize_datetime(raw, tz=tz),
         "amount": normalize_amount,
@@ -858,7 +859,7 @@ def parse_event_rows(
                 continue
             if kind == EventKind.INTERACTION:
                 # An interaction's sub-kind is one of ours; other kinds may carry free text.
-                sub_kind, error = normalize_choice(sub_kinds[index], INTERACTION_LABELS)
+                sub_kind, error = normalize_choice(sub_kinds[index], choice_labels(InteractionKind))
                 if sub_kind is None:
                     reason = error or _("an interaction needs a sub-kind")
                     chunk.add_error(index, labels.get("sub_kind") or labels["kind"], sub_kinds[index] or "", reason)

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
+from django.utils import translation
 
 from members import importing
 from members.models import Channel, EventKind, Gender
@@ -144,6 +145,17 @@ def test_channel_labels(raw, expected):
     value, error = importing.normalize_channel(raw)
     assert (value, error) == (expected, None)
     assert type(value) is str  # plain strings, so COPY never meets an enum type
+
+
+@pytest.mark.parametrize("active", ["zh-hans", "en"])
+def test_labels_of_every_admin_language_are_understood_whatever_language_is_active(active):
+    with translation.override("zh-hans"):
+        chinese = str(Channel.STORE.label)
+    with translation.override("en"):
+        english = str(Channel.STORE.label)
+    with translation.override(active):
+        assert importing.normalize_channel(chinese) == (Channel.STORE, None)
+        assert importing.normalize_channel(english) == (Channel.STORE, None)
 
 
 def test_unknown_labels_list_the_accepted_values():
