@@ -264,7 +264,7 @@ def test_every_string_of_our_code_is_in_the_catalogue(tmp_path, monkeypatch):
 
 PAGES = {
     "admin:index": {
-        "zh-hans": ["会员运营 CRM", "营销活动", "积分与等级", "运营工作台", "行为事件", "导入任务"],
+        "zh-hans": ["会员运营 CRM", "营销活动", "积分与权益", "运营工作台", "行为事件", "导入任务"],
         "en": ["Member Ops CRM", "Campaigns", "Loyalty", "Operations desk", "Behaviour events"],
     },
     "admin:members_member_changelist": {
