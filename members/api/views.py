@@ -23,10 +23,10 @@ from members.api.selectors import member_list, member_read
 from members.models import Channel, Gender, Member
 from members.services import member_upsert
 
-try:  # tiers are loyalty's; without them a member read shows no tier
-    from loyalty.selectors import tier_progress
+try:  # tiers and badges are loyalty's; without them a member read shows none
+    from loyalty.selectors import member_badges_current, tier_progress
 except ImportError:  # pragma: no cover - older loyalty
-    tier_progress = None
+    member_badges_current = tier_progress = None
 
 TAGS = ["members"]
 EXTERNAL_ID_PARAMETER = OpenApiParameter(
@@ -156,17 +156,19 @@ class MemberTierSerializer(ReadSerializer):
 
 
 class MemberBadgeSerializer(ReadSerializer):
-    code = serializers.CharField()
-    name = serializers.CharField()
+    code = serializers.CharField(source="badge.code")
+    name = serializers.CharField(source="badge.name", help_text="E.g. 活跃之星.")
+    kind = serializers.CharField(source="badge.kind", help_text="badge or title.")
     awarded_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True, help_text="When a title lapses; null: kept.")
 
 
 class MemberDetailApi(APIView):
     """One member with everything the CRM knows of them.
 
     `points` is null unless the key also has `points:read`. `tier` is the member's tier (the
-    entry tier until one is assigned) with the distance to the next one; `badges`, `value_layer`
-    and `lifecycle_stage` are null (or empty) while the CRM has not computed them.
+    entry tier until one is assigned) with the distance to the next one; `badges` the badges and
+    titles held now; `value_layer` and `lifecycle_stage` are null until segmentation scored them.
     """
 
     required_scope = Scope.MEMBERS_READ
@@ -225,7 +227,7 @@ class MemberDetailApi(APIView):
 
         @extend_schema_field(MemberBadgeSerializer(many=True))
         def get_badges(self, member) -> list:
-            return []  # loyalty has no badges yet
+            return MemberBadgeSerializer(self.context.get("badges", []), many=True).data
 
     @extend_schema(
         operation_id="members_retrieve",
@@ -242,6 +244,9 @@ class MemberDetailApi(APIView):
         context = {"show_points": request_has_scope(request, Scope.POINTS_READ), "tier_progress": None}
         if options.validated_data["tier_progress"] and tier_progress is not None:
             context["tier_progress"] = tier_progress(member=Member(pk=member.id))
+        if member_badges_current is not None:
+            held = member_badges_current().filter(member_id=member.id).select_related("badge")
+            context["badges"] = list(held.order_by("awarded_at", "id"))
         return Response(self.OutputSerializer(member, context=context).data)
 
 

@@ -90,6 +90,13 @@ def test_every_key_of_a_deactivated_partner_gets_401(member, make_client, partne
         ("post", "/api/v1/points/redeem/", Scope.POINTS_WRITE),
         ("post", "/api/v1/points/reverse/", Scope.POINTS_WRITE),
         ("post", "/api/v1/complaints/", Scope.TICKETS_WRITE),
+        ("get", "/api/v1/tiers/", Scope.MEMBERS_READ),
+        ("get", "/api/v1/badges/", Scope.MEMBERS_READ),
+        ("get", "/api/v1/rewards/", Scope.POINTS_READ),
+        ("post", "/api/v1/rewards/redeem/", Scope.POINTS_WRITE),
+        ("post", "/api/v1/coupons/issue/", Scope.COUPONS_WRITE),
+        ("post", "/api/v1/coupons/validate/", Scope.COUPONS_WRITE),
+        ("post", "/api/v1/coupons/redeem/", Scope.COUPONS_WRITE),
     ],
 )
 def test_a_key_without_the_scope_gets_403_and_changes_nothing(member, make_client, method, path, scope):
