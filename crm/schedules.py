@@ -88,6 +88,14 @@ SCHEDULES: list[Schedule] = [
         expires=6 * 3600,
     ),
     Schedule(
+        name="Review tiers (nightly)",
+        task="loyalty.tasks.review_tiers",
+        crontab={"minute": "20", "hour": "5"},
+        description="Members whose tier reached its review date keep it if they still qualify; otherwise they "
+        "are warned and drop after the grace period set in the loyalty settings.",
+        expires=6 * 3600,
+    ),
+    Schedule(
         name="Prune API idempotency keys (hourly)",
         task="crm.tasks.prune_idempotency_keys",
         crontab={"minute": "20"},

@@ -39,6 +39,7 @@ from loyalty.models import (
     RewardRedemption,
     Tier,
     TierChange,
+    TierDowngradeNotice,
 )
 from loyalty.selectors import member_tier_history, points_open_lots, tier_progress
 from loyalty.services import (
@@ -143,6 +144,7 @@ class LoyaltySettingsAdmin(BaseModelAdmin):
     fieldsets = (
         (_("Redemption"), {"fields": ("points_per_yuan", "redemption_minimum")}),
         (_("Expiry"), {"fields": ("expiry_policy", "expiry_period")}),
+        (_("Tiers"), {"fields": ("tier_grace_days",)}),
     )
 
     def has_add_permission(self, request) -> bool:
@@ -649,3 +651,15 @@ class MemberBadgeAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
         self.message_user(request, ngettext("%(count)d revoked.", "%(count)d revoked.", len(held))
                           % {"count": len(held)}, messages.SUCCESS)
         return None
+
+
+@admin.register(TierDowngradeNotice)
+class TierDowngradeNoticeAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    list_display = ("created_at", "member", "from_tier", "to_tier", "downgrade_on", "outcome", "message")
+    list_select_related = ("member", "from_tier", "to_tier")
+    list_filter = ("outcome",)
+    show_facets = admin.ShowFacets.NEVER
+    search_fields = ("=member__external_id",)
+    search_help_text = _("Member number.")
+    ordering = ("-id",)
+    sortable_by = ()

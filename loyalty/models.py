@@ -45,6 +45,13 @@ class LoyaltySettings(BaseModel):
                     "day\". 12 with the month policy: points earned in March 2026 expire after 31 March 2027."),
     )
 
+    tier_grace_days = models.PositiveSmallIntegerField(
+        _("tier grace period (days)"),
+        default=30,
+        help_text=_("When a review finds a member below their tier, they are warned and keep it this many days "
+                    "before dropping; reaching it again meanwhile keeps it."),
+    )
+
     class Meta:
         verbose_name = _("loyalty settings")
         verbose_name_plural = _("loyalty settings")
@@ -355,6 +362,37 @@ class MemberTier(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.member}: {self.tier}"
+
+
+class TierDowngradeNotice(models.Model):
+    """The warning a member gets before dropping a tier at review ("you will drop to 白银 on …")."""
+
+    class Outcome(models.TextChoices):
+        DOWNGRADED = "downgraded", _("Downgraded")
+        KEPT = "kept", _("Kept: qualified again")
+
+    member = models.ForeignKey(
+        "members.Member", on_delete=models.CASCADE, related_name="tier_notices", verbose_name=_("member")
+    )
+    from_tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="+", verbose_name=_("from"))
+    to_tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="+", verbose_name=_("to"))
+    message = models.CharField(_("message"), max_length=255)
+    downgrade_on = models.DateTimeField(_("drops on"))
+    created_at = models.DateTimeField(_("warned at"), default=timezone.now, editable=False)
+    resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome, blank=True)
+
+    class Meta:
+        verbose_name = _("tier downgrade notice")
+        verbose_name_plural = _("tier downgrade notices")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["member"], condition=Q(resolved_at__isnull=True), name="tierdowngradenotice_one_open"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class TierChange(models.Model):

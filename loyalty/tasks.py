@@ -48,3 +48,11 @@ def award_badges() -> int:
     from loyalty.services import badges_award
 
     return sum(badges_award().values())
+
+
+@shared_task(acks_late=True)
+def review_tiers() -> int:
+    """Nightly: renew, warn or downgrade the members whose tier reached its review date."""
+    from loyalty.services import tier_review
+
+    return sum(tier_review().values())

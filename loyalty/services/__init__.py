@@ -20,7 +20,7 @@ from .rewards import (
     coupons_issue_by_member_numbers,
     reward_redeem,
 )
-from .tiers import tier_assign, tier_upgrade_if_qualified
+from .tiers import tier_assign, tier_review, tier_upgrade_if_qualified
 
 __all__ = [
     "badge_award",
@@ -46,5 +46,6 @@ __all__ = [
     "points_reconcile",
     "points_reverse",
     "tier_assign",
+    "tier_review",
     "tier_upgrade_if_qualified",
 ]

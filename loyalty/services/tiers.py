@@ -1,7 +1,8 @@
 """Tier changes: each locks the member's tier row and is kept as a TierChange with its reason.
 
-Upgrades happen as soon as a member qualifies (tier_upgrade_if_qualified, to be called when a
-purchase or an earn is recorded); downgrades wait for the periodic review, which is not built yet.
+Upgrades happen as soon as a member qualifies (tier_upgrade_if_qualified, called by the earn
+task after purchases and earns); downgrades wait for the periodic review (tier_review), after a
+warning and a grace period.
 """
 
 from datetime import datetime, timedelta
@@ -77,3 +78,134 @@ def _assign(
     status.tier, status.since, status.valid_until = tier, now, valid_until
     status.save(update_fields=["tier", "since", "valid_until", "updated_at"])
     return TierChange.objects.create(member=member, from_tier=from_tier, to_tier=tier, reason=reason, actor=actor)
+
+
+# Periodic review -----------------------------------------------------------------------------
+
+REVIEW_BATCH_MEMBERS = 10_000
+
+
+def tier_review(*, now: datetime | None = None, batch_size: int = REVIEW_BATCH_MEMBERS) -> dict[str, int]:
+    """Review the members whose tier reached its review date (valid_until); return counts.
+
+    Set-based per batch of members: one aggregate query per tier finds who reaches it, then the
+    writes go in bulk. A member who still reaches their tier (or a higher one: upgrades happen
+    on earning) keeps it for another validity period. A member below it is first warned (a
+    TierDowngradeNotice, "you will drop to 白银 on …", grace period from LoyaltySettings) and
+    keeps the tier; at the first review after the grace period they drop to the highest tier
+    they reach, with a TierChange. Reaching the tier again meanwhile cancels the notice.
+    """
+    from loyalty.models import LoyaltySettings
+
+    now = now or timezone.now()
+    grace = timedelta(days=LoyaltySettings.load().tier_grace_days)
+    tiers = list(Tier.objects.order_by("rank"))
+    counts = {"renewed": 0, "warned": 0, "downgraded": 0}
+    if not tiers:
+        return counts
+    due_ids = list(
+        MemberTier.objects.filter(valid_until__lte=now).order_by("member_id").values_list("member_id", flat=True)
+    )
+    for start in range(0, len(due_ids), batch_size):
+        with transaction.atomic():
+            _review_batch(due_ids[start : start + batch_size], tiers=tiers, now=now, grace=grace, counts=counts)
+    return counts
+
+
+def _reached_rank(member_ids: list[int], *, tiers: list[Tier], now: datetime) -> dict[int, int]:
+    """The highest rank each member reaches now (the lowest tier is always reached)."""
+    from django.db.models import Case, DecimalField, F, Q, Sum, When
+
+    from loyalty.models import EntryKind, PointsEntry
+    from members.models import EventKind, MemberEvent
+
+    reached = dict.fromkeys(member_ids, tiers[0].rank)
+    for tier in tiers[1:]:
+        since = now - timedelta(days=tier.qualifying_period_days)
+        spend_ok = points_ok = set()
+        if tier.counts_spend:
+            spend_ok = set(
+                MemberEvent.objects.filter(
+                    member_id__in=member_ids, kind__in=[EventKind.PURCHASE, EventKind.REFUND],
+                    occurred_at__gt=since, occurred_at__lte=now,
+                )
+                .values("member_id")
+                .annotate(spend=Sum(Case(When(kind=EventKind.REFUND, then=-F("amount")), default=F("amount"),
+                                         output_field=DecimalField(max_digits=14, decimal_places=2))))
+                .filter(spend__gte=tier.min_spend)
+                .values_list("member_id", flat=True)
+            )
+        if tier.counts_points:
+            points_ok = set(
+                PointsEntry.objects.filter(
+                    Q(kind=EntryKind.EARN) | Q(kind=EntryKind.REVERSE, reverses__kind=EntryKind.EARN),
+                    member_id__in=member_ids, created_at__gt=since, created_at__lte=now,
+                )
+                .values("member_id")
+                .annotate(points=Sum("amount"))
+                .filter(points__gte=tier.min_points)
+                .values_list("member_id", flat=True)
+            )
+            if tier.min_points == 0:
+                points_ok = set(member_ids)
+        if tier.counts_spend and tier.min_spend == 0:
+            spend_ok = set(member_ids)
+        rule = {"spend": spend_ok, "points": points_ok, "either": spend_ok | points_ok, "both": spend_ok & points_ok}
+        for member_id in rule[tier.rule]:
+            reached[member_id] = max(reached[member_id], tier.rank)
+    return reached
+
+
+def _review_batch(member_ids: list[int], *, tiers: list[Tier], now: datetime, grace: timedelta, counts: dict) -> None:
+    from django.utils.formats import date_format
+
+    from loyalty.models import TierDowngradeNotice
+
+    by_rank = {tier.rank: tier for tier in tiers}
+    statuses = list(
+        MemberTier.objects.select_for_update().filter(member_id__in=member_ids, valid_until__lte=now)
+        .select_related("tier").order_by("member_id")
+    )
+    reached = _reached_rank([status.member_id for status in statuses], tiers=tiers, now=now)
+    notices = {
+        notice.member_id: notice
+        for notice in TierDowngradeNotice.objects.select_for_update().filter(
+            member_id__in=member_ids, resolved_at__isnull=True
+        )
+    }
+    renewed, changed, new_notices, resolved, changes = [], [], [], [], []
+    for status in statuses:
+        best = reached[status.member_id]
+        notice = notices.get(status.member_id)
+        if best >= status.tier.rank:
+            status.valid_until = now + timedelta(days=status.tier.validity_days)
+            renewed.append(status)
+            if notice is not None:
+                notice.resolved_at, notice.outcome = now, TierDowngradeNotice.Outcome.KEPT
+                resolved.append(notice)
+            continue
+        lower = by_rank[best]
+        if notice is None:
+            downgrade_on = now + grace
+            message = gettext("You will drop to %(tier)s on %(date)s unless you qualify again.") % {
+                "tier": lower.name, "date": date_format(timezone.localtime(downgrade_on), "DATE_FORMAT")}
+            new_notices.append(TierDowngradeNotice(member_id=status.member_id, from_tier=status.tier, to_tier=lower,
+                                                   message=message, downgrade_on=downgrade_on, created_at=now))
+            counts["warned"] += 1
+        elif notice.downgrade_on <= now:
+            reason = gettext("Review: the qualifying rule of %(tier)s was no longer met after the grace period.") % {
+                "tier": status.tier.name}
+            changes.append(TierChange(member_id=status.member_id, from_tier=status.tier, to_tier=lower,
+                                      reason=reason, created_at=now))
+            status.tier, status.since = lower, now
+            status.valid_until = now + timedelta(days=lower.validity_days)
+            changed.append(status)
+            notice.resolved_at, notice.outcome = now, TierDowngradeNotice.Outcome.DOWNGRADED
+            resolved.append(notice)
+            counts["downgraded"] += 1
+    MemberTier.objects.bulk_update(renewed, ["valid_until"])
+    MemberTier.objects.bulk_update(changed, ["tier", "since", "valid_until"])
+    TierDowngradeNotice.objects.bulk_update(resolved, ["resolved_at", "outcome"])
+    TierDowngradeNotice.objects.bulk_create(new_notices)
+    TierChange.objects.bulk_create(changes)
+    counts["renewed"] += len(renewed)

@@ -200,7 +200,8 @@ def test_settings_open_on_their_single_row_and_supervisors_change_them(client, s
     change = reverse("admin:loyalty_loyaltysettings_change", args=[LoyaltySettings.SINGLETON_ID])
 
     assert client.get(reverse("admin:loyalty_loyaltysettings_changelist"))["Location"] == change
-    form = {"points_per_yuan": 100, "redemption_minimum": 1000, "expiry_policy": "days", "expiry_period": 365}
+    form = {"points_per_yuan": 100, "redemption_minimum": 1000, "expiry_policy": "days", "expiry_period": 365,
+            "tier_grace_days": 14}
     assert client.post(change, {**form, "points_per_yuan": 0}).status_code == 200  # refused: 0 points per yuan
     assert client.post(change, form).status_code == 302
 
@@ -208,6 +209,7 @@ def test_settings_open_on_their_single_row_and_supervisors_change_them(client, s
     assert (config.points_per_yuan, config.redemption_minimum, config.expiry_policy, config.expiry_period) == (
         100, 1000, "days", 365
     )
+    assert config.tier_grace_days == 14
 
 
 def test_operators_see_the_settings_but_cannot_change_them(client, operator):

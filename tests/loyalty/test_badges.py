@@ -2,7 +2,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
 from crm.core.exceptions import ApplicationError
 from loyalty.models import Badge, BadgeKind, BadgeRule, MemberBadge
