@@ -39,12 +39,14 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
 	@echo "Wrote .env with a new random DJANGO_SECRET_KEY."
 
 # Django's own catalogues ship compiled; ours are compiled here when gettext is installed,
-# otherwise the committed .mo files are used as they are.
+# otherwise the committed .mo files are used as they are. The test settings need no secret key
+# (a fresh clone has no .env yet) and locate the catalogues like every other settings module.
 define compile_messages
 	@if [ -z "$$(find . -path ./$(VENV) -prune -o -name '*.po' -print -quit)" ]; then \
 		true; \
 	elif command -v msgfmt >/dev/null; then \
-		$(PY) manage.py compilemessages --ignore=$(VENV) --ignore=node_modules --verbosity=0; \
+		$(PY) manage.py compilemessages --settings=crm.settings.test --ignore=$(VENV) --ignore=node_modules \
+			--verbosity=0; \
 	else \
 		echo "msgfmt (gettext) not found: using the translations as committed."; \
 	fi
