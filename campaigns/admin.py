@@ -8,19 +8,21 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from campaigns.models import (
     Campaign,
     CampaignTransition,
+    CampaignVariant,
     ChannelConfig,
     Delivery,
     InAppMessage,
     MessageTemplate,
     OutboxSettings,
 )
-from campaigns.selectors import campaign_audience_sample, delivery_counts
+from campaigns.selectors import campaign_audience_sample, campaign_results, delivery_counts
 from campaigns.services import (
     APPROVE_PERMISSION,
     CHANGE_PERMISSION,
@@ -43,7 +45,7 @@ SAMPLE_MEMBER = Member(name="欧阳娜娜娜", external_id="M000000000", city="�
 class MessageTemplateForm(forms.ModelForm):
     class Meta:
         model = MessageTemplate
-        fields = ("channel", "language", "subject", "body")
+        fields = ("variant", "channel", "language", "subject", "body")
         widgets = {"body": forms.Textarea(attrs={"rows": 4, "cols": 60})}
 
     def clean(self):
@@ -75,6 +77,17 @@ class MessageTemplateInline(admin.StackedInline):
     has_delete_permission = has_change_permission
 
 
+class CampaignVariantInline(admin.TabularInline):
+    model = CampaignVariant
+    extra = 0
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and (obj is None or obj.status in EDITABLE_STATUSES)
+
+    has_add_permission = has_change_permission
+    has_delete_permission = has_change_permission
+
+
 class CampaignTransitionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = CampaignTransition
     fields = ("at", "action", "from_status", "to_status", "actor", "note")
@@ -89,15 +102,16 @@ class CampaignAdmin(BaseModelAdmin):
     list_select_related = ("segment",)
     search_fields = ("name",)
     raw_id_fields = ("segment",)
-    inlines = (MessageTemplateInline, CampaignTransitionInline)
-    readonly_fields = ("status", "outbox_summary")
+    inlines = (CampaignVariantInline, MessageTemplateInline, CampaignTransitionInline)
+    readonly_fields = ("status", "outbox_summary", "results")
     fieldsets = (
         (None, {"fields": ("name", "kind", "status", "category")}),
         (_("Audience"), {"fields": ("segment", "member_numbers")}),
         (_("Schedule (Asia/Shanghai)"), {"fields": ("starts_at", "ends_at", "send_time")}),
         (_("Message"), {"fields": ("channel", "language")}),
         (_("Offer"), {"fields": ("offer_points", "offer_coupon", "offer_multiplier")}),
-        (_("Outbox"), {"fields": ("outbox_summary",)}),
+        (_("A/B test"), {"fields": ("holdout_percent", "conversion_days")}),
+        (_("Outbox"), {"fields": ("outbox_summary", "results")}),
     )
     actions = ("approve_selected", "pause_selected", "resume_selected", "cancel_selected")
     change_form_template = "admin/campaigns/campaign/change_form.html"
@@ -124,6 +138,59 @@ class CampaignAdmin(BaseModelAdmin):
         parts = [f"{status_names.get(k, k)}: {v}" for k, v in sorted(counts["status"].items())]
         parts += [f"{_('skipped')} · {reason_names.get(k, k)}: {v}" for k, v in sorted(counts["skip_reason"].items())]
         return " · ".join(parts)
+
+    @admin.display(description=_("results per variant"))
+    def results(self, campaign: Campaign):
+        arms = campaign_results(campaign=campaign) if campaign.pk else []
+        if not arms:
+            return "-"
+
+        def percent(value):
+            return "-" if value is None else f"{value:.1f}%"
+
+        head = format_html(
+            "<tr>{}</tr>",
+            format_html_join(
+                "",
+                "<th>{}</th>",
+                [
+                    (label,)
+                    for label in (
+                        _("variant"),
+                        _("members"),
+                        _("sent"),
+                        _("delivered"),
+                        _("opened"),
+                        _("clicked"),
+                        _("converted"),
+                        _("conversion"),
+                        _("uplift"),
+                        _("confidence"),
+                    )
+                ],
+            ),
+        )
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td></tr>",
+            [
+                (
+                    _("control group") if arm.is_control else arm.name,
+                    arm.assigned,
+                    arm.sent,
+                    arm.delivered,
+                    arm.opened,
+                    arm.clicked,
+                    arm.converted,
+                    percent(arm.conversion_rate),
+                    "-" if arm.uplift is None else f"{arm.uplift:+.1f} pp",
+                    percent(None if arm.confidence is None else 100 * arm.confidence),
+                )
+                for arm in arms
+            ],
+        )
+        return format_html("<table>{}{}</table>", head, body)
 
     def save_model(self, request, obj, form, change):
         campaign_save(campaign=obj, actor=request.user)

@@ -114,6 +114,23 @@ class Campaign(BaseModel):
         validators=[MinValueValidator(1), MaxValueValidator(10)],
         help_text=_("2 for double points."),
     )
+    # A/B test: the share of the audience kept out as a control group, and how long after its
+    # message a purchase still counts as a conversion.
+    holdout_percent = models.PositiveSmallIntegerField(
+        _("holdout (%)"),
+        default=0,
+        validators=[MaxValueValidator(50)],
+        help_text=_(
+            "This share of the audience gets nothing and serves as the control group, so the results "
+            "show whether the campaign worked, not just whether it was opened."
+        ),
+    )
+    conversion_days = models.PositiveSmallIntegerField(
+        _("conversion window (days)"),
+        default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(90)],
+        help_text=_("A purchase within this many days of the planned send counts as a conversion."),
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -136,6 +153,27 @@ class Campaign(BaseModel):
             ),
         ]
         indexes = [models.Index(fields=["status", "starts_at"], name="campaign_status_start_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignVariant(models.Model):
+    """One arm of an A/B test; members are split between arms by weight, deterministically."""
+
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="variants", verbose_name=_("campaign")
+    )
+    name = models.CharField(_("name"), max_length=32, help_text=_("e.g. A, B"))
+    weight = models.PositiveSmallIntegerField(
+        _("weight"), default=1, validators=[MinValueValidator(1)], help_text=_("Relative share of the audience.")
+    )
+
+    class Meta:
+        verbose_name = _("variant")
+        verbose_name_plural = _("variants")
+        ordering = ["campaign", "name"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "name"], name="campaignvariant_unique")]
 
     def __str__(self) -> str:
         return self.name
@@ -178,6 +216,15 @@ class MessageTemplate(BaseModel):
     campaign = models.ForeignKey(
         Campaign, on_delete=models.CASCADE, related_name="templates", verbose_name=_("campaign")
     )
+    variant = models.ForeignKey(
+        CampaignVariant,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="templates",
+        verbose_name=_("variant"),
+        help_text=_("Empty: the message of every variant without its own."),
+    )
     channel = models.CharField(_("channel"), max_length=16, choices=MessageChannel)
     language = models.CharField(_("language"), max_length=8, choices=MessageLanguage, default=MessageLanguage.CHINESE)
     subject = models.CharField(
@@ -196,7 +243,16 @@ class MessageTemplate(BaseModel):
         verbose_name = _("message template")
         verbose_name_plural = _("message templates")
         constraints = [
-            models.UniqueConstraint(fields=["campaign", "channel", "language"], name="messagetemplate_unique"),
+            models.UniqueConstraint(
+                fields=["campaign", "channel", "language"],
+                condition=Q(variant__isnull=True),
+                name="messagetemplate_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["campaign", "variant", "channel", "language"],
+                condition=Q(variant__isnull=False),
+                name="messagetemplate_variant_unique",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -311,6 +367,7 @@ class SkipReason(models.TextChoices):
     LEFT_GROUP = "left_group", _("Left the group")
     DAILY_CAP = "daily_cap", _("Daily cap reached")
     WEEKLY_CAP = "weekly_cap", _("Weekly cap reached")
+    HOLDOUT = "holdout", _("Control group (holdout)")
     CANCELLED = "cancelled", _("Campaign cancelled")
     ENDED = "ended", _("Campaign ended before it went out")
 
@@ -327,6 +384,10 @@ class Delivery(models.Model):
     )
     channel = models.CharField(_("channel"), max_length=16, choices=MessageChannel)
     category = models.CharField(_("category"), max_length=16, choices=MessageCategory)
+    variant = models.ForeignKey(
+        CampaignVariant, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("variant")
+    )
+    holdout = models.BooleanField(_("control group"), default=False)
     status = models.CharField(_("status"), max_length=16, choices=DeliveryStatus, default=DeliveryStatus.QUEUED)
     skip_reason = models.CharField(_("skip reason"), max_length=16, choices=SkipReason, blank=True)
     scheduled_for = models.DateTimeField(_("planned for"))

@@ -25,6 +25,7 @@ from campaigns.models import (
     Campaign,
     CampaignListMember,
     CampaignStatus,
+    CampaignVariant,
     ChannelConfig,
     Delivery,
     DeliveryStatus,
@@ -33,7 +34,14 @@ from campaigns.models import (
     OutboxSettings,
     SkipReason,
 )
-from campaigns.rules import local_day_bounds, planned_send_at, quiet_hours_release, retry_delay
+from campaigns.rules import (
+    assignment_bucket_sql,
+    local_day_bounds,
+    planned_send_at,
+    quiet_hours_release,
+    retry_delay,
+    variant_ranges,
+)
 from campaigns.selectors import campaign_template
 from campaigns.templating import Rendered, message_context, render
 from crm.core.exceptions import ApplicationError
@@ -105,8 +113,9 @@ def deliveries_plan(*, campaign: Campaign, step: str = "main", now: datetime | N
         # The WHERE clause is also what lets SQLite parse ON CONFLICT after INSERT … SELECT.
         cursor.execute(
             f"INSERT INTO {delivery} (campaign_id, step, member_id, channel, category, status, skip_reason, "
-            "scheduled_for, next_attempt_at, deferred, attempts, last_error, provider_id, claim_token, created_at) "
-            f"SELECT %s, %s, a.member_id, %s, %s, '{DeliveryStatus.QUEUED}', '', %s, %s, %s, 0, '', '', '', %s "
+            "scheduled_for, next_attempt_at, deferred, attempts, last_error, provider_id, claim_token, holdout, "
+            "created_at) "
+            f"SELECT %s, %s, a.member_id, %s, %s, '{DeliveryStatus.QUEUED}', '', %s, %s, %s, 0, '', '', '', %s, %s "
             f"FROM ({audience_sql}) a WHERE a.member_id IS NOT NULL "
             "ON CONFLICT (campaign_id, step, member_id) DO NOTHING",
             [
@@ -117,6 +126,7 @@ def deliveries_plan(*, campaign: Campaign, step: str = "main", now: datetime | N
                 _dt(send_at),
                 _dt(send_at),
                 release is not None,
+                False,
                 _dt(now),
                 *audience_params,
             ],
@@ -132,6 +142,25 @@ def deliveries_plan(*, campaign: Campaign, step: str = "main", now: datetime | N
             if cursor.rowcount:
                 plan.reasons[reason] = plan.reasons.get(reason, 0) + cursor.rowcount
 
+        # A/B arms and the control group, by a deterministic hash of (campaign, member); the control
+        # group is marked first so that its members use up no cap.
+        weights = list(CampaignVariant.objects.filter(campaign=campaign).order_by("pk").values_list("pk", "weight"))
+        if weights or campaign.holdout_percent:
+            bucket = assignment_bucket_sql(campaign_id=campaign.pk)
+            holdout_end, ranges = variant_ranges(
+                holdout_percent=campaign.holdout_percent, weights=[w for _, w in weights] or [1]
+            )
+            for (variant_id, _weight), (low, high) in zip(weights, ranges, strict=False):
+                cursor.execute(
+                    f"UPDATE {delivery} SET variant_id = %s WHERE {scope} AND {bucket} >= %s AND {bucket} < %s",
+                    [variant_id, *scope_params, low, high],
+                )
+            if holdout_end:
+                cursor.execute(
+                    f"UPDATE {delivery} SET holdout = %s WHERE {scope} AND {bucket} < %s",
+                    [True, *scope_params, holdout_end],
+                )
+                skip(SkipReason.HOLDOUT, "holdout = %s", [True])
         opt_out = OPT_OUT_COLUMN.get(campaign.channel)
         if opt_out:
             skip(SkipReason.OPT_OUT, f"member_id IN (SELECT id FROM {member} WHERE {_q(opt_out)})", [])
@@ -235,7 +264,7 @@ def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResul
     settings = OutboxSettings.load()
     configs = {c.channel: c for c in ChannelConfig.objects.all()}
     result = DispatchResult()
-    templates: dict[int, object] = {}
+    templates: dict[tuple, object] = {}
     rows = Delivery.objects.filter(status=DeliveryStatus.SENDING, claim_token=token).select_related(
         "member", "campaign"
     )
@@ -254,9 +283,12 @@ def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResul
                 )
                 result.deferred += 1
                 continue
-        if campaign.pk not in templates:
-            templates[campaign.pk] = campaign_template(campaign=campaign, channel=delivery.channel)
-        template = templates[campaign.pk]
+        key = (campaign.pk, delivery.variant_id)
+        if key not in templates:
+            templates[key] = campaign_template(
+                campaign=campaign, channel=delivery.channel, variant_id=delivery.variant_id
+            )
+        template = templates[key]
         try:
             if template is None:
                 raise channels.PermanentSendError("the campaign has no template for this channel")

@@ -112,6 +112,8 @@ def message_template_save(*, template: MessageTemplate, actor=None) -> MessageTe
     campaign = Campaign.objects.select_for_update().get(pk=template.campaign_id)
     if campaign.status not in EDITABLE_STATUSES:
         raise ApplicationError(str(_("Only a draft's messages can be changed.")))
+    if template.variant_id is not None and template.variant.campaign_id != campaign.pk:
+        raise ApplicationError(str(_("That variant belongs to another campaign.")))
     errors = message_template_errors(template=template, campaign=campaign)
     if errors:
         raise ApplicationError(" ".join(errors), {"template": errors})
@@ -151,8 +153,11 @@ def _check_ready(campaign: Campaign) -> list[str]:
         problems.append(str(_("Choose a segment or give a list of member numbers.")))
     if campaign.segment_id is not None and campaign.member_numbers.strip():
         problems.append(str(_("Choose either a segment or a list of member numbers, not both.")))
-    template = campaign_template(campaign=campaign)
-    if template is None:
+    variant_ids = list(campaign.variants.values_list("pk", flat=True))
+    covered = campaign_template(campaign=campaign) is not None or (
+        variant_ids and all(campaign_template(campaign=campaign, variant_id=v) is not None for v in variant_ids)
+    )
+    if not covered:
         problems.append(
             str(
                 _("Write the %(channel)s message in %(language)s.")

@@ -191,12 +191,14 @@ def _earn(*, where: str, params: list, rules: list[EarnRule], now: datetime, res
             expires = expiry_for(earned_at=earned_at, policy=config.expiry_policy, period=config.expiry_period)
             expiry_rows.append((ops.adapt_datefield_value(day_value), ops.adapt_datetimefield_value(expires)))
 
-        # Accounts first, then their row locks in id order, as every other writer of balances does.
+        # Accounts first (in member order, so that overlapping batches cannot deadlock on the unique
+        # index), then their row locks in id order, as every other writer of balances does.
         cursor.execute(
             f"""
             INSERT INTO {account} (member_id, balance, lifetime_earned, lifetime_redeemed, lifetime_expired,
                                    created_at, updated_at)
             SELECT DISTINCT e.member_id, 0, 0, 0, 0, %s, %s FROM {event} e WHERE {candidates}
+            ORDER BY e.member_id
             ON CONFLICT (member_id) DO NOTHING
             """,
             [recorded_at, recorded_at, *params],

@@ -39,10 +39,21 @@ def _form(segment, **overrides):
         "offer_points": "100",
         "offer_coupon": "",
         "offer_multiplier": "1",
+        "holdout_percent": "10",
+        "conversion_days": "7",
+        "variants-TOTAL_FORMS": "2",
+        "variants-INITIAL_FORMS": "0",
+        "variants-MIN_NUM_FORMS": "0",
+        "variants-MAX_NUM_FORMS": "1000",
+        "variants-0-name": "A",
+        "variants-0-weight": "1",
+        "variants-1-name": "B",
+        "variants-1-weight": "1",
         "templates-TOTAL_FORMS": "1",
         "templates-INITIAL_FORMS": "0",
         "templates-MIN_NUM_FORMS": "0",
         "templates-MAX_NUM_FORMS": "1000",
+        "templates-0-variant": "",
         "templates-0-channel": "sms",
         "templates-0-language": "zh-hans",
         "templates-0-subject": "",
@@ -65,6 +76,8 @@ def test_an_operator_drafts_a_campaign_with_its_message(client, operator, member
     campaign = Campaign.objects.get()
     assert (campaign.status, campaign.created_by) == (CampaignStatus.DRAFT, operator)
     assert MessageTemplate.objects.get(campaign=campaign).channel == "sms"
+    assert campaign.holdout_percent == 10
+    assert list(campaign.variants.values_list("name", flat=True)) == ["A", "B"]
 
 
 def test_a_template_error_is_shown_when_saving_not_at_send_time(client, operator, members):
