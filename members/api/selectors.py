@@ -135,3 +135,52 @@ def member_list(*, filters: dict) -> QuerySet[Member]:
     if "lifecycle_stage" in filters and _has_relation("score"):
         queryset = queryset.filter(score__lifecycle_stage=filters["lifecycle_stage"])
     return queryset
+
+
+_SENTINEL_MEMBER = -987_654_321
+_SENTINEL_NOW = datetime(1901, 1, 1, tzinfo=UTC)
+
+
+@functools.cache
+def _member_badges_sql() -> tuple[str, tuple]:
+    """loyalty's "badges held now" query for one member, compiled once per process.
+
+    Built by the ORM from loyalty.selectors.member_badges_current (so the rule of what is held
+    stays there) with sentinel values, whose places in the parameters are then filled per call.
+    """
+    from loyalty.selectors import member_badges_current
+
+    queryset = (
+        member_badges_current(now=_SENTINEL_NOW)
+        .filter(member_id=_SENTINEL_MEMBER)
+        .order_by("awarded_at", "id")
+        .values_list("badge__code", "badge__name", "badge__kind", "awarded_at", "expires_at")
+    )
+    sql, params = queryset.query.sql_with_params()
+    adapted_now = connection.ops.adapt_datetimefield_value(_SENTINEL_NOW)
+    slots = tuple(
+        "member" if value == _SENTINEL_MEMBER else "now" if value in (_SENTINEL_NOW, adapted_now) else value
+        for value in params
+    )
+    return sql, slots
+
+
+def member_badges_held(*, member_id: int) -> list[SimpleNamespace] | None:
+    """The badges and titles a member holds now, oldest first; None when loyalty has no badges."""
+    try:
+        sql, slots = _member_badges_sql()
+    except ImportError:  # pragma: no cover - a loyalty without badges
+        return None
+    now = timezone.now()
+    values = {"member": member_id, "now": connection.ops.adapt_datetimefield_value(now)}
+    params = [values[slot] if slot in ("member", "now") else slot for slot in slots]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [
+        SimpleNamespace(
+            badge=SimpleNamespace(code=code, name=name, kind=kind),
+            **_aware({"awarded_at": awarded_at, "expires_at": expires_at}),
+        )
+        for code, name, kind, awarded_at, expires_at in rows
+    ]

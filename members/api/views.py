@@ -19,14 +19,14 @@ from crm.core.api import (
     request_has_scope,
 )
 from crm.models import Scope
-from members.api.selectors import member_list, member_read
+from members.api.selectors import member_badges_held, member_list, member_read
 from members.models import Channel, Gender, Member
 from members.services import member_upsert
 
-try:  # tiers and badges are loyalty's; without them a member read shows none
-    from loyalty.selectors import member_badges_current, tier_progress
+try:  # tiers are loyalty's; without them a member read shows none
+    from loyalty.selectors import tier_progress
 except ImportError:  # pragma: no cover - older loyalty
-    member_badges_current = tier_progress = None
+    tier_progress = None
 
 TAGS = ["members"]
 EXTERNAL_ID_PARAMETER = OpenApiParameter(
@@ -244,9 +244,7 @@ class MemberDetailApi(APIView):
         context = {"show_points": request_has_scope(request, Scope.POINTS_READ), "tier_progress": None}
         if options.validated_data["tier_progress"] and tier_progress is not None:
             context["tier_progress"] = tier_progress(member=Member(pk=member.id))
-        if member_badges_current is not None:
-            held = member_badges_current().filter(member_id=member.id).select_related("badge")
-            context["badges"] = list(held.order_by("awarded_at", "id"))
+        context["badges"] = member_badges_held(member_id=member.id) or []
         return Response(self.OutputSerializer(member, context=context).data)
 
 

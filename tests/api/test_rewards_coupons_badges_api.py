@@ -130,3 +130,22 @@ def test_badges_are_listed_and_a_members_badges_shown_in_the_read(api, member):
     assert [(badge["code"], badge["name"], badge["kind"]) for badge in held] == [
         ("active-star-test", "活跃之星", "title")
     ]
+
+
+def test_lapsed_and_revoked_badges_are_not_shown(api, member):
+    from loyalty.models import MemberBadge
+
+    now = timezone.now()
+    kept = Badge.objects.create(code="kept", name="Kept")
+    lapsed = Badge.objects.create(code="lapsed", name="Lapsed", kind="title")
+    revoked = Badge.objects.create(code="revoked", name="Revoked")
+    MemberBadge.objects.create(
+        member=member, badge=kept, awarded_at=now - timedelta(days=3), expires_at=now + timedelta(days=3)
+    )
+    MemberBadge.objects.create(member=member, badge=lapsed, expires_at=now - timedelta(seconds=1))
+    MemberBadge.objects.create(member=member, badge=revoked, revoked_at=now)
+
+    held = api.get("/api/v1/members/M1/", {"tier_progress": "false"}).json()["badges"]
+
+    assert [badge["code"] for badge in held] == ["kept"]
+    assert held[0]["expires_at"] is not None
