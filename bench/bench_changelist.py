@@ -301,8 +301,10 @@ def _measure(client: Client, label: str, params: dict, repeat: int) -> dict:
 
 
 def _result_count(page: str) -> str:
-    match = re.search(r'<p class="paginator">.*?((?:about )?[\d,]+) member', page, re.S)
-    return match.group(1) if match else "?"
+    """The count the paginator shows (in any language): the last number of its paragraph."""
+    paginator = re.search(r'<p class="paginator">(.*?)</p>', page, re.S)
+    numbers = re.findall(r"\d[\d,]*", re.sub(r"<[^>]+>", " ", paginator.group(1))) if paginator else []
+    return numbers[-1] if numbers else "?"
 
 
 def _get(client: Client, url: str, params: dict):
