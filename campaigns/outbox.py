@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -398,8 +398,3 @@ def delivery_receipt_record(*, channel: str, body: bytes, signature: str, now: d
             updated.append(stamp)
     delivery.save(update_fields=updated)
     return delivery
-
-
-def deliveries_due_exist(*, now: datetime | None = None) -> bool:
-    now = now or timezone.now()
-    return Delivery.objects.filter(Q(status=DeliveryStatus.QUEUED), next_attempt_at__lte=now).exists()

@@ -156,3 +156,16 @@ def test_the_outbox_lists_deliveries_with_filters(client, auditor, members, now,
 
     assert page.status_code == 200
     assert page.context["cl"].result_count == 3
+
+
+def test_the_campaign_page_shows_the_outbox_counts_and_results_per_arm(client, auditor, now):
+    members = [MemberFactory(email=f"adm{i}@example.com") for i in range(20)]
+    campaign = running_campaign(members, holdout_percent=50)
+    deliveries_plan(campaign=campaign, now=now)
+    client.force_login(auditor)
+
+    page = client.get(_change(campaign))
+
+    assert page.status_code == 200
+    assert "Control group (holdout)" in page.text  # the skip reason, counted
+    assert "control group" in page.text  # the results table
