@@ -22,11 +22,14 @@ this process and of its PostgreSQL backend, which do not grow while waiting for 
 """
 
 import argparse
+import atexit
 import json
 import os
 import platform
 import random
+import shutil
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -37,6 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings.local")
 # DEBUG keeps every query in memory, which would distort a benchmark of a million rows.
 os.environ["DJANGO_DEBUG"] = "false"
+# Ingest enqueues follow-up tasks (events_recorded) naming event ids of this database. They go to
+# a throwaway filesystem queue, never to a broker that a real worker (`make run`) consumes.
+os.environ["REDIS_URL"] = ""
+os.environ["CRM_VAR_DIR"] = tempfile.mkdtemp(prefix="bench_ingest_")
+atexit.register(shutil.rmtree, os.environ["CRM_VAR_DIR"], ignore_errors=True)
 
 import django  # noqa: E402
 
