@@ -226,7 +226,9 @@ class ImportJob(BaseModel):
         FAILED = "failed", _("Failed")
 
     target = models.CharField(_("what to import"), max_length=16, choices=Target)
-    file = models.FileField(_("file"), upload_to=import_upload_path, help_text=_("CSV or XLSX, headers in Chinese or English."))
+    file = models.FileField(
+        _("file"), upload_to=import_upload_path, help_text=_("CSV or XLSX, headers in Chinese or English.")
+    )
     original_name = models.CharField(_("file name"), max_length=255, blank=True)
     dry_run = models.BooleanField(_("dry run"), default=False, help_text=_("Check the file and report; write nothing."))
     skip_invalid = models.BooleanField(
@@ -245,7 +247,9 @@ class ImportJob(BaseModel):
     )
     duplicate_count = models.PositiveIntegerField(_("duplicates"), default=0)
     invalid_count = models.PositiveIntegerField(_("invalid rows"), default=0)
-    errors = models.JSONField(_("errors"), default=list, blank=True, help_text=_("Line, column and reason of each invalid row."))
+    errors = models.JSONField(
+        _("errors"), default=list, blank=True, help_text=_("Line, column and reason of each invalid row.")
+    )
     invalid_rows_file = models.FileField(_("invalid rows file"), upload_to=import_upload_path, blank=True)
     ignored_columns = models.JSONField(
         _("ignored columns"), default=list, blank=True, help_text=_("Columns of the file that no field matched.")
