@@ -1,5 +1,7 @@
 """Member endpoints: upsert by the partner's id, read one, list with filters."""
 
+import time
+
 from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -152,7 +154,7 @@ class MemberTierSerializer(ReadSerializer):
     name = serializers.CharField()
     since = serializers.DateTimeField(allow_null=True, help_text="Null while the member stands on the entry tier.")
     valid_until = serializers.DateTimeField(allow_null=True)
-    progress = TierProgressSerializer(allow_null=True, help_text="Null when asked with tier_progress=false.")
+    progress = TierProgressSerializer(allow_null=True, help_text="Only when asked with tier_progress=true.")
 
 
 class MemberBadgeSerializer(ReadSerializer):
@@ -167,7 +169,8 @@ class MemberDetailApi(APIView):
     """One member with everything the CRM knows of them.
 
     `points` is null unless the key also has `points:read`. `tier` is the member's tier (the
-    entry tier until one is assigned) with the distance to the next one; `badges` the badges and
+    entry tier until one is assigned), with `?tier_progress=true` the distance to the next one;
+    `badges` the badges and
     titles held now; `value_layer` and `lifecycle_stage` are null until segmentation scored them.
     """
 
@@ -175,9 +178,9 @@ class MemberDetailApi(APIView):
 
     class QuerySerializer(serializers.Serializer):
         tier_progress = serializers.BooleanField(
-            default=True,
-            help_text="false skips computing the distance to the next tier (a few aggregate queries): "
-            "for lookups that only need the member and its tier.",
+            default=False,
+            help_text="true adds the distance to the next tier (a few aggregate queries over the member's "
+            "purchases and points): for showing the member what is left to the next tier.",
         )
 
     class OutputSerializer(MemberOutputSerializer):
@@ -203,7 +206,8 @@ class MemberDetailApi(APIView):
             status = _related(member, "tier_status")
             progress = self.context.get("tier_progress")
             # member_read gives the tier's code and name on the status; the ORM gives status.tier.
-            current = getattr(progress, "current", None) or getattr(status, "tier", status)
+            # A member never assigned a tier stands on the entry tier, where everyone starts.
+            current = getattr(progress, "current", None) or getattr(status, "tier", status) or _entry_tier()
             if current is None:
                 return None
             tier = {
@@ -246,6 +250,22 @@ class MemberDetailApi(APIView):
             context["tier_progress"] = tier_progress(member=Member(pk=member.id))
         context["badges"] = member_badges_held(member_id=member.id) or []
         return Response(self.OutputSerializer(member, context=context).data)
+
+
+_ENTRY_TIER_SECONDS = 60
+_entry_tier_cache: list = [0.0, None]
+
+
+def _entry_tier():
+    """The lowest tier (code and name), read at most once a minute per process; None without tiers."""
+    if tier_progress is None:
+        return None
+    if time.monotonic() >= _entry_tier_cache[0]:
+        from loyalty.models import Tier
+
+        _entry_tier_cache[1] = Tier.objects.order_by("rank").only("code", "name").first()
+        _entry_tier_cache[0] = time.monotonic() + _ENTRY_TIER_SECONDS
+    return _entry_tier_cache[1]
 
 
 def _related(member: Member, name: str):

@@ -5,6 +5,7 @@ from rest_framework.test import APIClient
 from crm.core.api import key_store
 from crm.models import Partner, Scope
 from crm.services import partner_api_key_create
+from members.api import views as member_views
 
 ALL_SCOPES = list(Scope.values)
 
@@ -14,6 +15,7 @@ def _fresh_cache():
     # Throttle counters and key snapshots live in the cache, which outlives a test's database.
     cache.clear()
     key_store.clear_local()
+    member_views._entry_tier_cache[0] = 0.0  # the entry tier is read again from this test's database
     yield
     cache.clear()
     key_store.clear_local()

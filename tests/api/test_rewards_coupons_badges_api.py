@@ -124,7 +124,7 @@ def test_badges_are_listed_and_a_members_badges_shown_in_the_read(api, member):
     badge_award(member=member, badge=star, actor=UserFactory(username="boss", is_superuser=True), reason="test")
 
     catalog = api.get("/api/v1/badges/").json()
-    held = api.get("/api/v1/members/M1/", {"tier_progress": "false"}).json()["badges"]
+    held = api.get("/api/v1/members/M1/").json()["badges"]
 
     assert "active-star-test" in [badge["code"] for badge in catalog]
     assert [(badge["code"], badge["name"], badge["kind"]) for badge in held] == [
@@ -145,7 +145,7 @@ def test_lapsed_and_revoked_badges_are_not_shown(api, member):
     MemberBadge.objects.create(member=member, badge=lapsed, expires_at=now - timedelta(seconds=1))
     MemberBadge.objects.create(member=member, badge=revoked, revoked_at=now)
 
-    held = api.get("/api/v1/members/M1/", {"tier_progress": "false"}).json()["badges"]
+    held = api.get("/api/v1/members/M1/").json()["badges"]
 
     assert [badge["code"] for badge in held] == ["kept"]
     assert held[0]["expires_at"] is not None
