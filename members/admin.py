@@ -38,7 +38,7 @@ from crm.core.exceptions import ApplicationError
 from members import selectors
 from members.models import Member, MemberEvent, MemberTag, Tag, TagKind
 from members.resources import MemberResource, can_view_full_phone, full_phone, mask_phone, members_export_write
-from members.services import member_tags_add, member_tags_remove, tags_get_or_create
+from members.services import member_save, member_tags_add, member_tags_remove, tags_get_or_create
 
 # An export from the admin is built within the request; bigger selections go through the
 # `export_members` command until exports run in the background.
@@ -331,6 +331,9 @@ class MemberAdmin(BaseModelAdmin):
         if obj is not None:
             fieldsets.append((_("Record"), {"classes": ("collapse",), "fields": ("created_at", "updated_at")}))
         return fieldsets
+
+    def save_model(self, request, obj, form, change):
+        member_save(member=obj, changed_fields=form.changed_data)
 
     def get_readonly_fields(self, request, obj=None):
         readonly = ["created_at", "updated_at"]

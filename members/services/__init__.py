@@ -9,7 +9,7 @@ from .imports import (
     import_jobs_fail_stuck,
     members_import,
 )
-from .members import member_upsert
+from .members import member_save, member_upsert
 from .tags import member_tags_add, member_tags_remove, tags_get_or_create
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "import_jobs_fail_stuck",
     "member_rollups_rebuild",
     "member_tags_add",
+    "member_save",
     "member_tags_remove",
     "member_upsert",
     "members_import",

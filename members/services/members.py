@@ -5,6 +5,8 @@ the same rules: a member is matched on external_id, only the fields given are wr
 phone that belongs to another member is refused.
 """
 
+from collections.abc import Iterable
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -77,3 +79,25 @@ def _clean(member: Member, *, exclude: set[str]) -> None:
         if "phone" in errors and Member.objects.filter(phone=member.phone).exclude(pk=member.pk).exists():
             errors["phone"] = [str(_("This phone number belongs to another member."))]
         raise ValidationError(errors) from None
+
+
+# What staff edit on a member's admin page: the profile plus notes and, while unset, the number.
+MEMBER_STAFF_FIELDS = MEMBER_PROFILE_FIELDS | {"notes", "external_id"}
+
+
+@transaction.atomic
+def member_save(*, member: Member, changed_fields: Iterable[str] = ()) -> Member:
+    """Save a member edited by staff: insert a new one, or write only the fields that changed.
+
+    Writing only the changed fields matters: a plain save() writes every column, rollups included,
+    and would put back the orders and spend read when the page opened over what event ingest
+    added meanwhile.
+    """
+    member.full_clean()
+    if member.pk is None:
+        member.save(force_insert=True)
+        return member
+    fields = sorted(MEMBER_STAFF_FIELDS.intersection(changed_fields))
+    if fields:
+        member.save(update_fields=[*fields, "updated_at"])
+    return member
