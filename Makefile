@@ -15,7 +15,7 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/bench_ingest
 
 help:
 	@echo "make run           set up (venv, .env, migrate, demo data, superuser) and start web + worker + beat"
-	@echo "make test          run the whole test suite"
+	@echo "make test          run the whole test suite (PYTEST_ARGS=\"-k name\" to narrow it)"
 	@echo "make lint          ruff check"
 	@echo "make format        ruff format"
 	@echo "make messages      compile translations (needs gettext's msgfmt)"
@@ -66,7 +66,7 @@ run: $(VENV)/.installed-runtime .env
 
 test: $(VENV)/.installed-dev
 	$(compile_messages)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
