@@ -6,12 +6,13 @@ this version of the code, so the endpoint keeps its documented shape (null or em
 """
 
 import functools
+import json
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from members.models import Member
@@ -43,13 +44,14 @@ RELATED_READ_FIELDS = {
 
 
 @functools.cache
-def _member_read_sql() -> tuple[str, tuple[str, ...], tuple[tuple[str, int], ...]]:
+def _member_read_sql() -> tuple[str, tuple[str, ...], tuple, tuple, bool]:
     """The member read as one SQL statement, built once per process from the models' metadata.
 
     What `Member.objects.select_related(*relations).only(...)` would run, without the ORM:
     compiling that queryset and building three model instances is most of the CPU of a member
     read, the API's hottest path. tests/api check that both give the same response.
-    Returns the SQL, the member columns, and (relation, number of columns) of each joined row.
+    Returns the SQL, the member columns, (relation, its columns) of each joined row, the
+    parameters of the badges column, and whether there is one.
     """
     quote = connection.ops.quote_name
     columns = [f"m.{quote(Member._meta.get_field(name).column)}" for name in MEMBER_READ_FIELDS]
@@ -76,11 +78,42 @@ def _member_read_sql() -> tuple[str, tuple[str, ...], tuple[tuple[str, int], ...
         )
         columns += [f"ts.{quote(field.field.column)}", "tt.code", "tt.name", "ts.since", "ts.valid_until"]
         related.append(("tier_status", ("code", "name", "since", "valid_until")))
+    badges = _badges_column()
+    slots: tuple = ()
+    if badges is not None:
+        column, slots = badges
+        columns.append(column)
     sql = (
         f"SELECT {', '.join(columns)} FROM {quote(Member._meta.db_table)} m {' '.join(joins)} "
         f"WHERE m.{quote(Member._meta.get_field('external_id').column)} = %s"
     )
-    return sql, MEMBER_READ_FIELDS, tuple(related)
+    return sql, MEMBER_READ_FIELDS, tuple(related), slots, badges is not None
+
+
+def _badges_column() -> tuple[str, tuple] | None:
+    """The badges held now as one JSON column of the member read: loyalty's own query (see
+    _member_badges_sql) as a correlated subquery on m.id. None when loyalty has no badges."""
+    try:
+        sql, slots = _member_badges_sql()
+    except ImportError:  # pragma: no cover - a loyalty without badges
+        return None
+    pieces = sql.split("%s")
+    if len(pieces) != len(slots) + 1:  # pragma: no cover - an unexpected literal %s
+        return None
+    inner, params = [pieces[0]], []
+    for slot, piece in zip(slots, pieces[1:], strict=True):
+        if slot == "member":
+            inner.append("m.id")
+        else:
+            inner.append("%s")
+            params.append(slot)
+        inner.append(piece)
+    row = "b.b_code, b.b_name, b.b_kind, b.b_awarded, b.b_expires"
+    if connection.vendor == "postgresql":
+        aggregate = f"json_agg(json_build_array({row}))"
+    else:
+        aggregate = f"json_group_array(json_array({row}))"
+    return f"(SELECT {aggregate} FROM ({''.join(inner)}) b)", tuple(params)
 
 
 def member_read(*, external_id: str) -> SimpleNamespace | None:
@@ -90,9 +123,11 @@ def member_read(*, external_id: str) -> SimpleNamespace | None:
     `tier_status` attributes holding their rows' fields (or None), or None when there is no
     such member.
     """
-    sql, names, related = _member_read_sql()
+    sql, names, related, slots, has_badges = _member_read_sql()
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params = [now if slot == "now" else slot for slot in slots]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [external_id])
+        cursor.execute(sql, [*params, external_id])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -104,7 +139,23 @@ def member_read(*, external_id: str) -> SimpleNamespace | None:
         values = _aware(dict(zip(relation_names, chunk, strict=True)))
         setattr(member, relation, SimpleNamespace(**values) if present else None)
         position += 1 + len(relation_names)
+    member.badges_held = _badges(row[position]) if has_badges else None
     return member
+
+
+def _badges(value) -> list[SimpleNamespace]:
+    """The JSON column of badges as objects shaped like MemberBadge rows."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    held = []
+    for code, name, kind, awarded_at, expires_at in value or ():
+        moments = {"awarded_at": _moment(awarded_at), "expires_at": _moment(expires_at)}
+        held.append(SimpleNamespace(badge=SimpleNamespace(code=code, name=name, kind=kind), **_aware(moments)))
+    return held
+
+
+def _moment(value) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _aware(values: dict) -> dict:
@@ -154,7 +205,14 @@ def _member_badges_sql() -> tuple[str, tuple]:
         member_badges_current(now=_SENTINEL_NOW)
         .filter(member_id=_SENTINEL_MEMBER)
         .order_by("awarded_at", "id")
-        .values_list("badge__code", "badge__name", "badge__kind", "awarded_at", "expires_at")
+        # Named columns, so that the member read can select from it as a derived table.
+        .values(
+            b_code=F("badge__code"),
+            b_name=F("badge__name"),
+            b_kind=F("badge__kind"),
+            b_awarded=F("awarded_at"),
+            b_expires=F("expires_at"),
+        )
     )
     sql, params = queryset.query.sql_with_params()
     adapted_now = connection.ops.adapt_datetimefield_value(_SENTINEL_NOW)
@@ -163,24 +221,3 @@ def _member_badges_sql() -> tuple[str, tuple]:
         for value in params
     )
     return sql, slots
-
-
-def member_badges_held(*, member_id: int) -> list[SimpleNamespace] | None:
-    """The badges and titles a member holds now, oldest first; None when loyalty has no badges."""
-    try:
-        sql, slots = _member_badges_sql()
-    except ImportError:  # pragma: no cover - a loyalty without badges
-        return None
-    now = timezone.now()
-    values = {"member": member_id, "now": connection.ops.adapt_datetimefield_value(now)}
-    params = [values[slot] if slot in ("member", "now") else slot for slot in slots]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    return [
-        SimpleNamespace(
-            badge=SimpleNamespace(code=code, name=name, kind=kind),
-            **_aware({"awarded_at": awarded_at, "expires_at": expires_at}),
-        )
-        for code, name, kind, awarded_at, expires_at in rows
-    ]

@@ -21,7 +21,7 @@ from crm.core.api import (
     request_has_scope,
 )
 from crm.models import Scope
-from members.api.selectors import member_badges_held, member_list, member_read
+from members.api.selectors import member_list, member_read
 from members.models import Channel, Gender, Member
 from members.services import member_upsert
 
@@ -248,7 +248,7 @@ class MemberDetailApi(APIView):
         context = {"show_points": request_has_scope(request, Scope.POINTS_READ), "tier_progress": None}
         if options.validated_data["tier_progress"] and tier_progress is not None:
             context["tier_progress"] = tier_progress(member=Member(pk=member.id))
-        context["badges"] = member_badges_held(member_id=member.id) or []
+        context["badges"] = member.badges_held or []
         return Response(self.OutputSerializer(member, context=context).data)
 
 

@@ -200,8 +200,8 @@ def test_read_one_member_costs_a_bounded_number_of_queries(api, django_assert_ma
     EarnFactory(member=member, amount=10)
     api.get("/api/v1/members/M1/")  # the key's snapshot is cached from here on
 
-    # Member, points account, score and tier in one joined query; the badges held in another.
-    with django_assert_max_num_queries(2):
+    # Member, points account, score, tier and the badges held: one query.
+    with django_assert_max_num_queries(1):
         assert api.get("/api/v1/members/M1/").status_code == 200
     # The distance to the next tier adds loyalty's few aggregate queries, not one per anything.
     with django_assert_max_num_queries(7):
