@@ -366,7 +366,9 @@ def delivery_receipt_record(*, channel: str, body: bytes, signature: str, now: d
         payload = json.loads(body)
         delivery_id = int(payload["delivery_id"])
         status = str(payload["status"])
-    except (ValueError, KeyError, TypeError) as error:
+        if not 0 < delivery_id < 2**63:  # beyond a bigint primary key the database would refuse it
+            raise ValueError(delivery_id)
+    except (ValueError, KeyError, TypeError, OverflowError) as error:  # Infinity: OverflowError
         raise ApplicationError(str(_("Malformed receipt."))) from error
     if status not in {*RECEIPT_RANK, DeliveryStatus.FAILED} or status == DeliveryStatus.SENT:
         raise ApplicationError(str(_("Unknown receipt status.")))

@@ -273,3 +273,12 @@ def test_rows_a_dead_worker_left_sending_go_back_to_the_queue_but_sent_rows_neve
     assert deliveries_dispatch(now=now + timedelta(minutes=11)).sent == 1
 
     assert [m.extra_headers[DELIVERY_HEADER] for m in mail.outbox] == [str(stuck.pk)]
+
+
+@pytest.mark.parametrize("delivery_id", ["Infinity", "1e999", str(2**63), "0", "-1"])
+def test_a_signed_receipt_with_an_impossible_delivery_id_is_refused_not_a_crash(delivery_id):
+    _configure("wecom", "http://127.0.0.1:9/")
+    body = f'{{"delivery_id": {delivery_id}, "status": "delivered"}}'.encode()
+
+    with pytest.raises(ApplicationError, match="Malformed receipt"):
+        delivery_receipt_record(channel="wecom", body=body, signature=sign(SECRET, body))
