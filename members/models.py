@@ -51,7 +51,9 @@ class Member(BaseModel):
     channel = models.CharField(_("channel"), max_length=32, choices=Channel, default=Channel.OTHER)
     joined_at = models.DateTimeField(_("joined at"), default=timezone.now)
     sms_opt_out = models.BooleanField(_("no SMS"), default=False, help_text=_("The member asked not to get SMS."))
-    email_opt_out = models.BooleanField(_("no e-mail"), default=False, help_text=_("The member asked not to get e-mail."))
+    email_opt_out = models.BooleanField(
+        _("no e-mail"), default=False, help_text=_("The member asked not to get e-mail.")
+    )
     wecom_opt_out = models.BooleanField(
         _("no WeCom messages"), default=False, help_text=_("The member asked not to get WeCom messages.")
     )
@@ -180,15 +182,24 @@ class MemberEvent(models.Model):
     )
     kind = models.CharField(_("kind"), max_length=16, choices=EventKind)
     sub_kind = models.CharField(
-        _("sub-kind"), max_length=32, blank=True, help_text=_("For interactions: view, like, comment, share, live_watch, article_read.")
+        _("sub-kind"),
+        max_length=32,
+        blank=True,
+        help_text=_("For interactions: view, like, comment, share, live_watch, article_read."),
     )
     amount = models.DecimalField(
         _("amount (yuan)"), max_digits=12, decimal_places=2, null=True, blank=True,
         help_text=_("For purchases and refunds."),
     )
     occurred_at = models.DateTimeField(_("occurred at"))
-    source = models.CharField(_("source"), max_length=32, help_text=_("The system that reported it, e.g. shop, pos, wecom."))
-    external_id = models.CharField(_("event id"), max_length=64, help_text=_("The id in the source system; a replay with the same id is recorded once."))
+    source = models.CharField(
+        _("source"), max_length=32, help_text=_("The system that reported it, e.g. shop, pos, wecom.")
+    )
+    external_id = models.CharField(
+        _("event id"),
+        max_length=64,
+        help_text=_("The id in the source system; a replay with the same id is recorded once."),
+    )
     payload = models.JSONField(_("details"), default=dict, blank=True)
     recorded_at = models.DateTimeField(_("recorded at"), default=timezone.now, editable=False)
 
