@@ -288,6 +288,7 @@ class Tier(BaseModel):
     discount_percent = models.DecimalField(
         _("discount (%)"), max_digits=5, decimal_places=2, default=0,
         validators=[MinValueValidator(0), MaxValueValidator(100)],
+        # xgettext:no-python-format
         help_text=_("Member price discount, e.g. 10 for 10% off."),
     )
     points_multiplier = models.DecimalField(
@@ -593,6 +594,7 @@ class CouponBatch(BaseModel):
     kind = models.CharField(_("kind"), max_length=16, choices=CouponKind, default=CouponKind.AMOUNT)
     value = models.DecimalField(
         _("value"), max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))],
+        # xgettext:no-python-format
         help_text=_("Yuan off, or percent off (10 for 10% off)."),
     )
     min_spend = models.DecimalField(
