@@ -25,12 +25,10 @@ def reconcile_points() -> int:
 def earn_points_for_events(event_ids: list[int]) -> int:
     """After ingest: earn the points of newly recorded events, reverse refunded purchases, and move
     members who now qualify up a tier. Idempotent (earn:<event id>), so a retry changes nothing."""
-    from loyalty.services import points_earn_for_events, tier_upgrade_if_qualified
-    from members.models import Member
+    from loyalty.services import points_earn_for_events, tiers_upgrade_if_qualified
 
     result = points_earn_for_events(event_ids=event_ids)
-    for member in Member.objects.filter(pk__in=sorted(result.member_ids)).order_by("pk"):
-        tier_upgrade_if_qualified(member=member)
+    tiers_upgrade_if_qualified(member_ids=result.member_ids)
     return result.entries
 
 

@@ -20,7 +20,7 @@ from .rewards import (
     coupons_issue_by_member_numbers,
     reward_redeem,
 )
-from .tiers import tier_assign, tier_review, tier_upgrade_if_qualified
+from .tiers import tier_assign, tier_review, tier_upgrade_if_qualified, tiers_upgrade_if_qualified
 
 __all__ = [
     "badge_award",
@@ -48,4 +48,5 @@ __all__ = [
     "tier_assign",
     "tier_review",
     "tier_upgrade_if_qualified",
+    "tiers_upgrade_if_qualified",
 ]

@@ -5,6 +5,7 @@ task after purchases and earns); downgrades wait for the periodic review (tier_r
 warning and a grace period.
 """
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractUser
@@ -33,6 +34,17 @@ def tier_assign(
 
 
 @transaction.atomic
+def tiers_upgrade_if_qualified(*, member_ids: Iterable[int], now: datetime | None = None) -> int:
+    """Run tier_upgrade_if_qualified for these members, in id order; return how many moved up.
+
+    One member at a time, each under its own status lock (still to be made set-based).
+    """
+    upgrades = 0
+    for member in Member.objects.filter(pk__in=sorted(set(member_ids))).order_by("pk").iterator():
+        upgrades += tier_upgrade_if_qualified(member=member, now=now) is not None
+    return upgrades
+
+
 def tier_upgrade_if_qualified(*, member: Member, now: datetime | None = None) -> TierChange | None:
     """Move the member up to the highest tier they now reach, never down; return the change, if any."""
     from loyalty.selectors import member_qualifying_totals

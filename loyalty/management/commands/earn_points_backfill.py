@@ -10,8 +10,7 @@ are moved up to any tier they now reach (one query set per member; --no-tiers sk
 
 from django.core.management.base import BaseCommand
 
-from loyalty.services import points_earn_backfill, tier_upgrade_if_qualified
-from members.models import Member
+from loyalty.services import points_earn_backfill, tiers_upgrade_if_qualified
 
 
 class Command(BaseCommand):
@@ -25,10 +24,7 @@ class Command(BaseCommand):
 
     def handle(self, *, first_id, last_id, batch_size, no_tiers, **options):
         result = points_earn_backfill(first_id=first_id, last_id=last_id, batch_size=batch_size)
-        upgrades = 0
-        if not no_tiers:
-            for member in Member.objects.filter(pk__in=sorted(result.member_ids)).order_by("pk").iterator():
-                upgrades += tier_upgrade_if_qualified(member=member) is not None
+        upgrades = 0 if no_tiers else tiers_upgrade_if_qualified(member_ids=result.member_ids)
         self.stdout.write(
             f"{result.entries} entries, {result.points} points, {result.refunds} refunds, {upgrades} tier upgrades"
         )
