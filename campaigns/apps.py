@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 class CampaignsConfig(AppConfig):
-    """Campaigns, the outbox, recall playbooks, UGC (built in a later issue)."""
+    """Campaigns, the outbox and recall playbooks; member content lives in campaigns.ugc."""
 
     name = "campaigns"
     verbose_name = _("Campaigns")

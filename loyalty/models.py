@@ -170,6 +170,16 @@ class PointsEntry(models.Model):
         related_name="reversal",
         verbose_name=_("reverses"),
     )
+    source_ref = models.CharField(
+        _("source"),
+        max_length=64,
+        blank=True,
+        db_default="",
+        help_text=_(
+            "What gave these points when it is not a behaviour event, as 'kind:id' "
+            "(for example 'ticket:12' for a crisis ticket's compensation)."
+        ),
+    )
     # No index: only the daily cap reads it, for entries already narrowed down by member.
     earn_rule = models.ForeignKey(
         "EarnRule", on_delete=models.PROTECT, null=True, blank=True, db_index=False, related_name="+",
@@ -209,6 +219,8 @@ class PointsEntry(models.Model):
             ),
             models.Index(fields=["expires_at"], condition=Q(remaining__gt=0), name="pointsentry_due_lot_idx"),
             models.Index(fields=["created_at"], name="pointsentry_created_idx"),
+            # Everything one source gave (a ticket's compensation cost); most entries have none.
+            models.Index(fields=["source_ref"], condition=~Q(source_ref=""), name="pointsentry_source_idx"),
         ]
 
     def __str__(self) -> str:

@@ -31,7 +31,6 @@ class Member(BaseModel):
     external_id = models.CharField(
         _("member number"),
         max_length=64,
-        unique=True,
         null=True,
         blank=True,
         help_text=_("The partner system's id for this member. Imports and the API match members on it."),
@@ -39,7 +38,6 @@ class Member(BaseModel):
     name = models.CharField(_("name"), max_length=100, blank=True)
     phone = PhoneNumberField(
         _("phone"),
-        unique=True,
         null=True,
         blank=True,
         help_text=_("Stored as +86… (E.164). Imports without a member number match members on it."),
@@ -93,6 +91,10 @@ class Member(BaseModel):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(orders_count__gte=0), name="member_orders_count_gte_0"),
+            # Constraints rather than unique=True: on PostgreSQL unique=True on a text column also
+            # builds a second, LIKE-pattern index, which nothing here queries and every write pays.
+            models.UniqueConstraint(fields=["external_id"], name="member_external_id_unique"),
+            models.UniqueConstraint(fields=["phone"], name="member_phone_unique"),
         ]
 
     def __str__(self) -> str:
@@ -149,6 +151,7 @@ class EventKind(models.TextChoices):
     COMPLAINT = "complaint", _("Complaint")
     GROUP_JOIN = "group_join", _("Joined group")
     GROUP_EXIT = "group_exit", _("Left group")
+    GROUP_MESSAGE = "group_message", _("Group message")
     MESSAGE_READ = "message_read", _("Read a message")
 
 
@@ -168,7 +171,14 @@ ACTIVE_KINDS = frozenset(EventKind.values) - {EventKind.GROUP_EXIT}
 # Engagement without buying: content, check-ins, invites, UGC, reading our messages. A member who
 # buys less but engages daily is not drifting (DOMAIN.md, churn warning).
 INTERACTION_KINDS = frozenset(
-    {EventKind.CHECK_IN, EventKind.INTERACTION, EventKind.INVITE, EventKind.UGC, EventKind.MESSAGE_READ}
+    {
+        EventKind.CHECK_IN,
+        EventKind.INTERACTION,
+        EventKind.INVITE,
+        EventKind.UGC,
+        EventKind.MESSAGE_READ,
+        EventKind.GROUP_MESSAGE,
+    }
 )
 
 

@@ -41,6 +41,9 @@ INSTALLED_APPS = [
     "members",
     "loyalty",
     "campaigns",
+    "campaigns.ugc.apps.UgcConfig",
+    "crm.desk.apps.DeskConfig",
+    "crm.health.apps.HealthConfig",
 ]
 
 MIDDLEWARE = [
