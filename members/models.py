@@ -28,7 +28,8 @@ class Channel(models.TextChoices):
 
 
 class Member(BaseModel):
-    external_id = models.CharField(
+    # NULL, not "": members without a number must not collide under member_external_id_unique.
+    external_id = models.CharField(  # noqa: DJ001
         _("member number"),
         max_length=64,
         null=True,
