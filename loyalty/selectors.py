@@ -70,8 +70,9 @@ def points_liability() -> PointsLiability:
     """Outstanding points of all members and what they are worth at the current redemption value."""
     points = PointsAccount.objects.aggregate(points=Coalesce(Sum("balance"), 0))["points"]
     points_per_yuan = LoyaltySettings.load().points_per_yuan
-    return PointsLiability(points=points, yuan=yuan_value(points, points_per_yuan=points_per_yuan),
-                           points_per_yuan=points_per_yuan)
+    return PointsLiability(
+        points=points, yuan=yuan_value(points, points_per_yuan=points_per_yuan), points_per_yuan=points_per_yuan
+    )
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,7 @@ def points_flow(*, start: datetime | None = None, end: datetime | None = None) -
         entries = entries.filter(created_at__lt=end)
 
     def total(condition: Q, sign: int) -> Coalesce:
-        return Coalesce(
-            Sum(Case(When(condition, then=F("amount") * sign), default=0, output_field=IntegerField())), 0
-        )
+        return Coalesce(Sum(Case(When(condition, then=F("amount") * sign), default=0, output_field=IntegerField())), 0)
 
     def kind_or_its_reversal(kinds: list[str]) -> Q:
         return Q(kind__in=kinds) | Q(kind=EntryKind.REVERSE, reverses__kind__in=kinds)
@@ -144,7 +143,9 @@ def member_qualifying_totals(*, member: Member, days: int, now: datetime | None 
     )["spend"]
     points = PointsEntry.objects.filter(
         Q(kind=EntryKind.EARN) | Q(kind=EntryKind.REVERSE, reverses__kind=EntryKind.EARN),
-        member=member, created_at__gt=since, created_at__lte=now,
+        member=member,
+        created_at__gt=since,
+        created_at__lte=now,
     ).aggregate(points=Coalesce(Sum("amount"), 0))["points"]
     return spend, points
 
@@ -193,8 +194,9 @@ def tier_progress(*, member: Member, now: datetime | None = None) -> TierProgres
     higher = [tier for tier in tiers if current is None or tier.rank > current.rank]
     following = higher[0] if higher else None
     if following is None:
-        return TierProgress(current=current, next=None, spend=Decimal(0), points=0, spend_needed=Decimal(0),
-                            points_needed=0)
+        return TierProgress(
+            current=current, next=None, spend=Decimal(0), points=0, spend_needed=Decimal(0), points_needed=0
+        )
     spend, points = member_qualifying_totals(member=member, days=following.qualifying_period_days, now=now)
     return TierProgress(
         current=current,
@@ -216,9 +218,7 @@ def member_tier_history(*, member: Member) -> QuerySet[TierChange]:
 def member_badges_current(*, now: datetime | None = None) -> QuerySet[MemberBadge]:
     """Badges and titles held now: neither revoked nor lapsed."""
     now = now or timezone.now()
-    return MemberBadge.objects.filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True
-    )
+    return MemberBadge.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True)
 
 
 @dataclass(frozen=True)
@@ -242,3 +242,65 @@ def honor_roll(*, now: datetime | None = None, per_badge: int = 100) -> list[Hon
         names = current.filter(badge=badge).order_by("-awarded_at", "-id").values_list("member__name", flat=True)
         entries.append(HonorRollEntry(badge=badge, holders=[masked_name(name) for name in names[:per_badge]]))
     return entries
+
+
+# The member's page in the admin ------------------------------------------------------------
+
+MEMBER_PAGE_LOTS = 10
+MEMBER_PAGE_ENTRIES = 10
+EXPIRING_SOON_DAYS = 30
+
+
+@dataclass(frozen=True)
+class MemberLoyalty:
+    """What the member's admin page shows of loyalty; built with a fixed number of queries."""
+
+    account: PointsAccount | None
+    progress: TierProgress
+    tier_status: MemberTier | None
+    badges: list[MemberBadge]
+    open_lots: list[PointsEntry]
+    more_lots: bool
+    expiring_soon: int
+    recent_entries: list[PointsEntry]
+    more_entries: bool
+
+    @property
+    def balance(self) -> int:
+        return self.account.balance if self.account else 0
+
+
+def member_loyalty(
+    *, member: Member, now: datetime | None = None, lots: int = MEMBER_PAGE_LOTS, entries: int = MEMBER_PAGE_ENTRIES
+) -> MemberLoyalty:
+    """Balance, tier and distance to the next one, badges held, open lots and recent entries.
+
+    Nine queries whatever the member's history: each list reads one more row than it shows to
+    tell whether there is more, over the member's own index.
+    """
+    now = now or timezone.now()
+    account = PointsAccount.objects.filter(member=member).first()
+    progress = tier_progress(member=member, now=now)
+    status = MemberTier.objects.filter(member=member).first()
+    badges = list(
+        member_badges_current(now=now)
+        .filter(member=member)
+        .select_related("badge")
+        .order_by("-badge__kind", "-awarded_at")
+    )
+    open_lots = list(points_open_lots(member=member)[: lots + 1])
+    expiring_soon = PointsEntry.objects.filter(
+        member=member, remaining__gt=0, expires_at__gt=now, expires_at__lte=now + timedelta(days=EXPIRING_SOON_DAYS)
+    ).aggregate(points=Coalesce(Sum("remaining"), 0))["points"]
+    recent = list(PointsEntry.objects.filter(member=member).select_related("actor").order_by("-id")[: entries + 1])
+    return MemberLoyalty(
+        account=account,
+        progress=progress,
+        tier_status=status,
+        badges=badges,
+        open_lots=open_lots[:lots],
+        more_lots=len(open_lots) > lots,
+        expiring_soon=expiring_soon,
+        recent_entries=recent[:entries],
+        more_entries=len(recent) > entries,
+    )

@@ -35,6 +35,7 @@ from django.utils.translation import gettext_lazy as _
 
 from crm.core.admin import BaseModelAdmin, ReadOnlyAdminMixin
 from crm.core.exceptions import ApplicationError
+from loyalty.member_admin import MemberLoyaltyActionsMixin, member_loyalty_context
 from members import selectors
 from members.models import Member, MemberEvent, MemberTag, Tag, TagKind
 from members.resources import MemberResource, can_view_full_phone, full_phone, mask_phone, members_export_write
@@ -259,7 +260,7 @@ class MemberTagsForm(forms.Form):
 
 
 @admin.register(Member)
-class MemberAdmin(BaseModelAdmin):
+class MemberAdmin(MemberLoyaltyActionsMixin, BaseModelAdmin):
     change_list_template = "admin/members/member/change_list.html"
     # No foreign keys in the list, so nothing to join.
     list_select_related = ()
@@ -278,7 +279,8 @@ class MemberAdmin(BaseModelAdmin):
     search_fields = ("name",)
     search_help_text = _("Phone number, member number, or the beginning of a name.")
     ordering = ("-joined_at",)
-    actions = ("add_tags", "remove_tags", "export_csv", "export_xlsx")
+    # grant_points and issue_coupons come from loyalty (MemberLoyaltyActionsMixin).
+    actions = ("add_tags", "remove_tags", "grant_points", "issue_coupons", "export_csv", "export_xlsx")
 
     profile_fields = ("external_id", "name", "phone", "email", "gender", "birthday", "city", "channel", "joined_at")
 
@@ -355,6 +357,7 @@ class MemberAdmin(BaseModelAdmin):
                 "can_change_tags": self.has_change_permission(request, obj),
                 "changelist_url": reverse("admin:members_member_changelist"),
             }
+            context["member_loyalty"] = member_loyalty_context(request, obj)
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def changelist_view(self, request, extra_context=None):

@@ -1,0 +1,202 @@
+"""Loyalty on the member admin (members/admin.py): the member page's loyalty panel, and bulk
+actions that grant points or issue a coupon to the selected members or the whole filtered list.
+
+The actions go through the same services as everywhere else, set-based, and are idempotent: the
+confirmation page carries a token made when it was rendered, so submitting it twice (a double
+click, a browser retry) grants and issues nothing twice.
+"""
+
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.humanize.templatetags.humanize import intcomma
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from crm.core.exceptions import ApplicationError
+from loyalty.models import CouponBatch, EntryKind
+from loyalty.selectors import member_loyalty
+from loyalty.services import coupons_issue
+from members.models import Member
+
+ADJUST_PERMISSION = "loyalty.adjust_points"
+ISSUE_COUPONS_PERMISSION = "loyalty.add_coupon"
+# The most points one bulk grant may give each member: a typo (an extra zero or three) in a grant
+# to a whole filtered list is expensive; bigger one-off gifts go through single adjustments.
+MAX_BULK_POINTS = 100_000
+
+
+def member_loyalty_context(request, member: Member) -> dict | None:
+    """The member page's loyalty panel: figures from loyalty.selectors plus links staff may follow.
+
+    None for staff who may not see members' points.
+    """
+    user = request.user
+    if not user.has_perm("loyalty.view_pointsaccount"):
+        return None
+    member_filter = f"?member__id__exact={member.pk}"
+    loyalty = member_loyalty(member=member)
+    return {
+        "loyalty": loyalty,
+        "ledger_url": reverse("admin:loyalty_pointsentry_changelist") + member_filter,
+        "account_url": (
+            reverse("admin:loyalty_pointsaccount_change", args=[loyalty.account.pk]) if loyalty.account else ""
+        ),
+        "tier_history_url": reverse("admin:loyalty_tierchange_changelist") + member_filter,
+        "badges_url": reverse("admin:loyalty_memberbadge_changelist") + member_filter,
+        "coupons_url": reverse("admin:loyalty_coupon_changelist") + member_filter,
+        "adjust_url": (
+            reverse("admin:loyalty_pointsentry_adjust") + f"?member={member.pk}"
+            if user.has_perm(ADJUST_PERMISSION)
+            else ""
+        ),
+        "can_view_ledger": user.has_perm("loyalty.view_pointsentry"),
+    }
+
+
+class _TokenForm(forms.Form):
+    token = forms.RegexField(regex=r"^[0-9a-f]{32}$", widget=forms.HiddenInput, initial=lambda: uuid.uuid4().hex)
+
+
+class GrantPointsForm(_TokenForm):
+    amount = forms.IntegerField(
+        label=_("points per member"),
+        min_value=1,
+        max_value=MAX_BULK_POINTS,
+        help_text=_("Each selected member gets this many points, as a new lot that expires by the usual policy."),
+    )
+    reason = forms.CharField(
+        label=_("reason"),
+        max_length=255,
+        help_text=_("Kept in the ledger with your name, for the members' history and for auditors."),
+    )
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise ValidationError(_("A reason is required."))
+        return reason
+
+
+class IssueCouponForm(_TokenForm):
+    batch = forms.ModelChoiceField(
+        label=_("coupon batch"),
+        queryset=CouponBatch.objects.none(),
+        help_text=_("Each selected member gets one coupon of this batch. Only batches still valid are listed."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["batch"].queryset = CouponBatch.objects.filter(valid_until__gt=timezone.now()).order_by("-id")
+
+
+class MemberLoyaltyActionsMixin:
+    """Bulk loyalty actions for MemberAdmin; listed in its `actions`."""
+
+    def has_grant_points_permission(self, request) -> bool:
+        return request.user.has_perm(ADJUST_PERMISSION)
+
+    def has_issue_coupons_permission(self, request) -> bool:
+        return request.user.has_perm(ISSUE_COUPONS_PERMISSION)
+
+    @admin.action(permissions=["grant_points"], description=_("Give points to the selected members"))
+    def grant_points(self, request, queryset: QuerySet[Member]):
+        from loyalty.services import points_credit_bulk
+
+        form = GrantPointsForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            amount, token = form.cleaned_data["amount"], form.cleaned_data["token"]
+            try:
+                # An adjustment, as every movement of points by staff is; members already given
+                # points under this token (a repeat of the same page) are skipped.
+                credited = points_credit_bulk(
+                    members=queryset,
+                    amount=amount,
+                    reason=form.cleaned_data["reason"],
+                    idempotency_prefix=f"admin-grant:{token}",
+                    source_ref=f"admin-grant:{token[:16]}",
+                    kind=EntryKind.ADJUST,
+                    actor=request.user,
+                )
+            except ApplicationError as error:
+                self.message_user(request, error.message, messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    ngettext(
+                        "%(points)s points given to %(count)s member.",
+                        "%(points)s points given to each of %(count)s members.",
+                        credited,
+                    )
+                    % {"points": intcomma(amount), "count": intcomma(credited)},
+                    messages.SUCCESS,
+                )
+            return self._redirect_after_action(request)
+        return self._loyalty_action_page(
+            request,
+            queryset,
+            form=form,
+            action="grant_points",
+            title=_("Give points"),
+            intro=_("Points are given to every member listed below at once, with your name and the reason."),
+        )
+
+    @admin.action(permissions=["issue_coupons"], description=_("Issue a coupon to the selected members"))
+    def issue_coupons(self, request, queryset: QuerySet[Member]):
+        form = IssueCouponForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            batch = form.cleaned_data["batch"]
+            try:
+                issued = coupons_issue(
+                    batch=batch, members=queryset, issue_key=f"admin-members:{form.cleaned_data['token']}"
+                )
+            except ApplicationError as error:
+                self.message_user(request, error.message, messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    ngettext("%(count)s coupon of %(batch)s issued.", "%(count)s coupons of %(batch)s issued.", issued)
+                    % {"count": intcomma(issued), "batch": batch},
+                    messages.SUCCESS,
+                )
+            return self._redirect_after_action(request)
+        return self._loyalty_action_page(
+            request,
+            queryset,
+            form=form,
+            action="issue_coupons",
+            title=_("Issue a coupon"),
+            intro=_("Each member listed below gets one coupon of the batch you pick."),
+        )
+
+    def _loyalty_action_page(self, request, queryset, *, form, action: str, title, intro):
+        """The confirmation page: how many members, the form, and the selection posted back."""
+        from members.admin import _safe_next_url
+
+        select_across = request.POST.get("select_across") == "1"
+        selected = request.POST.getlist(ACTION_CHECKBOX_NAME)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "intro": intro,
+            "opts": self.opts,
+            "form": form,
+            "action": action,
+            "select_across": select_across,
+            "selected": selected,
+            # Exact even for the whole filtered list: points and coupons cost money, so staff
+            # confirm a number, not an estimate.
+            "member_count": queryset.count() if select_across else len(selected),
+            "exact_count": True,
+            "next_url": _safe_next_url(request),
+            "media": self.media + form.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/members/member/loyalty_action.html", context)
