@@ -13,14 +13,16 @@ Rules that hold for all of them:
 - Reversals (refunds, cancelled redemptions, staff corrections) are described on points_reverse.
 """
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import EmptyResultSet
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -498,3 +500,140 @@ def _expire_lots(*, member_ids: Sequence[int], now: datetime) -> int:
             [recorded_at, kind, last_id, *members_params],
         )
     return written
+
+
+# Members per transaction of points_credit_bulk: bounds lock time and the size of each statement.
+CREDIT_BULK_CHUNK_MEMBERS = 20_000
+
+
+def points_credit_bulk(
+    *,
+    members: QuerySet,
+    amount: int,
+    reason: str,
+    idempotency_prefix: str,
+    source_ref: str = "",
+    kind: str = EntryKind.EARN,
+    actor: AbstractUser | None = None,
+    now: datetime | None = None,
+    chunk_size: int = CREDIT_BULK_CHUNK_MEMBERS,
+    on_progress: Callable[[int, int, int], None] | None = None,
+) -> int:
+    """Give `amount` points to every member of `members`, once each; return how many were credited.
+
+    `members` is a queryset of members or of member ids (one column, e.g. `.values("member_id")`
+    of events; duplicates are fine). Each member's entry has the key `<idempotency_prefix>:<id>`,
+    so a repeat (a retried task, a double click) credits nobody twice and one that stopped
+    halfway credits the rest. Expiry follows the LoyaltySettings policy, as in points_credit.
+
+    Set-based, in ranges of member ids, each in its own transaction: missing accounts are
+    created, the accounts are locked in member-id order, one INSERT … SELECT … ON CONFLICT
+    (idempotency_key) DO NOTHING RETURNING writes the entries and one UPDATE … FROM moves the
+    cached balances of exactly the members it wrote. `on_progress(credited, done_through_id,
+    last_id)` is called after each range.
+    """
+    if kind not in CREDIT_KINDS:
+        raise ValueError(f"{kind!r} is not a credit kind")
+    _require_positive(amount)
+    reason = _require_reason(reason)
+    idempotency_prefix = (idempotency_prefix or "").strip()
+    if not idempotency_prefix or len(idempotency_prefix) > 100:
+        raise ApplicationError(_("An idempotency key prefix of 1 to 100 characters is required."))
+    now = now or timezone.now()
+    config = LoyaltySettings.load()
+    expires_at = expiry_for(earned_at=now, policy=config.expiry_policy, period=config.expiry_period)
+
+    ops = connection.ops
+    member_table = Member._meta.db_table
+    if members.model is Member and not members.query.values_select:
+        members = members.values("pk")
+    try:
+        members_sql, members_params = members.query.sql_with_params()
+    except EmptyResultSet:  # e.g. .none() or an empty pk__in list
+        return 0
+    # The wanted members that exist, once each, within a range of ids.
+    wanted_sql = (
+        f"SELECT m.id FROM {member_table} m WHERE m.id IN ({members_sql}) AND m.id BETWEEN %s AND %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT MIN(id), MAX(id) FROM ({wanted_sql}) w", [*members_params, 0, 2**62])
+        low, high = cursor.fetchone()
+    if low is None:
+        return 0
+    stamp = ops.adapt_datetimefield_value(now)
+    entry_values = [
+        kind, amount, reason, f"{idempotency_prefix}:", actor.pk if actor else None,
+        ops.adapt_datetimefield_value(expires_at), amount, source_ref, stamp,
+    ]
+    credited = 0
+    for first_id in range(low, high + 1, chunk_size):
+        last_id = min(first_id + chunk_size - 1, high)
+        wanted_params = [*members_params, first_id, last_id]
+        with transaction.atomic():
+            credited += _credit_range(
+                wanted_sql=wanted_sql, wanted_params=wanted_params, entry_values=entry_values,
+                amount=amount, stamp=stamp,
+            )
+        if on_progress is not None:
+            on_progress(credited, last_id, high)
+    return credited
+
+
+def _credit_range(*, wanted_sql: str, wanted_params: list, entry_values: list, amount: int, stamp) -> int:
+    entry, account = PointsEntry._meta.db_table, PointsAccount._meta.db_table
+    postgres = connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {account} (member_id, balance, lifetime_earned, lifetime_redeemed, lifetime_expired,
+                                   created_at, updated_at)
+            SELECT id, 0, 0, 0, 0, %s, %s FROM ({wanted_sql}) w
+            WHERE true
+            ON CONFLICT (member_id) DO NOTHING
+            """,
+            [stamp, stamp, *wanted_params],
+        )
+        if postgres:
+            # Row locks in member-id order, as every other writer of several accounts takes them.
+            cursor.execute(
+                f"""
+                SELECT COUNT(*) FROM (
+                    SELECT 1 FROM {account} WHERE member_id IN ({wanted_sql}) ORDER BY member_id FOR UPDATE
+                ) locked
+                """,
+                wanted_params,
+            )
+        # SQLite: the INSERT above already holds the database's single write lock. ("WHERE true"
+        # tells SQLite's parser that ON starts the conflict clause, not a join.)
+        insert_sql = f"""
+            INSERT INTO {entry} (member_id, kind, amount, reason, idempotency_key, actor_id, expires_at,
+                                 remaining, source_ref, created_at)
+            SELECT id, %s, %s, %s, %s || CAST(id AS TEXT), %s, %s, %s, %s, %s FROM ({wanted_sql}) w
+            WHERE true
+            ON CONFLICT (idempotency_key) DO NOTHING
+            RETURNING member_id
+        """
+        move_sql = f"""
+            balance = {account}.balance + %s, lifetime_earned = {account}.lifetime_earned + %s, updated_at = %s
+        """
+        if postgres:
+            cursor.execute(
+                f"""
+                WITH written AS ({insert_sql})
+                UPDATE {account} SET {move_sql} FROM written WHERE {account}.member_id = written.member_id
+                """,
+                [*entry_values, *wanted_params, amount, amount, stamp],
+            )
+            return cursor.rowcount
+        cursor.execute(insert_sql, [*entry_values, *wanted_params])
+        written = [member_id for (member_id,) in cursor.fetchall()]
+        if written:
+            cursor.execute(
+                f"""
+                UPDATE {account} SET {move_sql}
+                FROM (SELECT value AS member_id FROM json_each(%s)) AS written
+                WHERE {account}.member_id = written.member_id
+                """,
+                [amount, amount, stamp, json.dumps(written)],
+            )
+        return len(written)
