@@ -31,6 +31,8 @@ from campaigns.services import (
     campaign_actions_allowed,
     campaign_save,
     campaign_transition,
+    channel_fallback_activate,
+    channel_fallback_clear,
     message_template_save,
 )
 from campaigns.templating import message_context, render, template_errors
@@ -380,10 +382,26 @@ class ChannelConfigForm(forms.ModelForm):
 
     class Meta:
         model = ChannelConfig
-        fields = ("channel", "enabled", "url", "secret", "timeout_seconds", "from_email")
+        fields = ("channel", "enabled", "url", "secret", "timeout_seconds", "from_email", "fallback_channel")
 
 
 @admin.register(ChannelConfig)
 class ChannelConfigAdmin(BaseModelAdmin):
     form = ChannelConfigForm
-    list_display = ("channel", "enabled", "url", "timeout_seconds")
+    list_display = ("channel", "enabled", "url", "timeout_seconds", "fallback_channel", "fallback_active")
+    readonly_fields = ("fallback_active", "fallback_reason", "fallback_since")
+    actions = ("fallback_on", "fallback_off")
+
+    @admin.action(permissions=["change"], description=_("Send through the fallback channel"))
+    def fallback_on(self, request, queryset):
+        for config in queryset.order_by("channel"):
+            used = channel_fallback_activate(channel=config.channel, reason=str(_("Switched on by staff")))
+            if used is None:
+                messages.warning(request, _("%(channel)s has no fallback channel.") % {"channel": config})
+            else:
+                messages.success(request, _("%(channel)s now goes out through its fallback.") % {"channel": config})
+
+    @admin.action(permissions=["change"], description=_("Send through the channel itself again"))
+    def fallback_off(self, request, queryset):
+        for config in queryset.order_by("channel"):
+            channel_fallback_clear(channel=config.channel)

@@ -66,14 +66,14 @@ def send_email(*, delivery: Delivery, message: Rendered, config: ChannelConfig) 
     return SendResult()
 
 
-def webhook_payload(*, delivery: Delivery, message: Rendered) -> dict:
+def webhook_payload(*, delivery: Delivery, message: Rendered, channel: str) -> dict:
     member = delivery.member
     return {
         "delivery_id": delivery.pk,
-        "channel": delivery.channel,
+        "channel": channel,
         "campaign_id": delivery.campaign_id,
         "member_number": member.external_id or "",
-        "phone": str(member.phone) if delivery.channel == MessageChannel.SMS and member.phone else "",
+        "phone": str(member.phone) if channel == MessageChannel.SMS and member.phone else "",
         "text": message.text,
     }
 
@@ -81,7 +81,9 @@ def webhook_payload(*, delivery: Delivery, message: Rendered) -> dict:
 def send_webhook(*, delivery: Delivery, message: Rendered, config: ChannelConfig) -> SendResult:
     if not config.url:
         raise RetryableSendError(f"no gateway URL configured for {config.channel}")
-    body = json.dumps(webhook_payload(delivery=delivery, message=message), ensure_ascii=False).encode()
+    body = json.dumps(
+        webhook_payload(delivery=delivery, message=message, channel=config.channel), ensure_ascii=False
+    ).encode()
     request = urllib.request.Request(
         config.url,
         data=body,
@@ -126,4 +128,5 @@ SENDERS = {
 
 
 def send(*, delivery: Delivery, message: Rendered, config: ChannelConfig) -> SendResult:
-    return SENDERS[delivery.channel](delivery=delivery, message=message, config=config)
+    """Send through `config`'s channel: the delivery's own, or its fallback while that is on."""
+    return SENDERS[config.channel](delivery=delivery, message=message, config=config)

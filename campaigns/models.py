@@ -340,11 +340,34 @@ class ChannelConfig(BaseModel):
     )
     timeout_seconds = models.PositiveSmallIntegerField(_("timeout (seconds)"), default=10)
     from_email = models.CharField(_("sender"), max_length=200, blank=True, help_text=_("E-mail only."))
+    fallback_channel = models.CharField(
+        _("fallback channel"),
+        max_length=16,
+        choices=MessageChannel,
+        blank=True,
+        help_text=_(
+            "When this channel cannot be used (a platform rule change, an outage), its waiting messages "
+            "go out through this channel instead, once the fallback is switched on (by an alarm or by "
+            "staff). Empty: messages wait until the channel works again."
+        ),
+    )
+    fallback_active = models.BooleanField(
+        _("fallback on"),
+        default=False,
+        help_text=_("While on, this channel's waiting messages are sent through the fallback channel."),
+    )
+    fallback_reason = models.CharField(_("why the fallback is on"), max_length=200, blank=True)
+    fallback_since = models.DateTimeField(_("fallback on since"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("channel")
         verbose_name_plural = _("channels")
         ordering = ["channel"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(fallback_channel=models.F("channel")), name="channelconfig_fallback_not_itself"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.get_channel_display()
@@ -383,6 +406,13 @@ class Delivery(models.Model):
         "members.Member", on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("member")
     )
     channel = models.CharField(_("channel"), max_length=16, choices=MessageChannel)
+    sent_via = models.CharField(
+        _("sent through"),
+        max_length=16,
+        choices=MessageChannel,
+        blank=True,
+        help_text=_("The fallback channel the message went out through; empty when it went through its own."),
+    )
     category = models.CharField(_("category"), max_length=16, choices=MessageCategory)
     variant = models.ForeignKey(
         CampaignVariant, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("variant")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -114,8 +114,8 @@ def deliveries_plan(*, campaign: Campaign, step: str = "main", now: datetime | N
         cursor.execute(
             f"INSERT INTO {delivery} (campaign_id, step, member_id, channel, category, status, skip_reason, "
             "scheduled_for, next_attempt_at, deferred, attempts, last_error, provider_id, claim_token, holdout, "
-            "created_at) "
-            f"SELECT %s, %s, a.member_id, %s, %s, '{DeliveryStatus.QUEUED}', '', %s, %s, %s, 0, '', '', '', %s, %s "
+            "created_at, sent_via) "
+            f"SELECT %s, %s, a.member_id, %s, %s, '{DeliveryStatus.QUEUED}', '', %s, %s, %s, 0, '', '', '', %s, %s, '' "
             f"FROM ({audience_sql}) a WHERE a.member_id IS NOT NULL "
             "ON CONFLICT (campaign_id, step, member_id) DO NOTHING",
             [
@@ -207,10 +207,13 @@ class DispatchResult:
     retried: int = 0
     failed: int = 0
     deferred: int = 0
+    # Back in the queue because the campaign was paused meanwhile; skipped by a fallback channel.
+    held: int = 0
+    skipped: int = 0
 
     @property
     def handled(self) -> int:
-        return self.sent + self.retried + self.failed + self.deferred
+        return self.sent + self.retried + self.failed + self.deferred + self.held + self.skipped
 
 
 def deliveries_reset_stuck(*, now: datetime | None = None) -> int:
@@ -230,7 +233,7 @@ def deliveries_claim(*, limit: int, now: datetime | None = None) -> str | None:
     Returns the claim token of the batch, or None when nothing is due.
     """
     now = now or timezone.now()
-    enabled = list(ChannelConfig.objects.filter(enabled=True).values_list("channel", flat=True))
+    enabled = usable_channels()
     ids = list(
         Delivery.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(
@@ -251,6 +254,42 @@ def deliveries_claim(*, limit: int, now: datetime | None = None) -> str | None:
     return token if claimed else None
 
 
+def usable_channels() -> list[str]:
+    """Channels whose messages can go out now: enabled ones, and those whose fallback is on and
+    points at an enabled channel (the message then goes through the fallback)."""
+    configs = {c.channel: c for c in ChannelConfig.objects.all()}
+    return [
+        channel
+        for channel, config in configs.items()
+        if (route := _route(config, configs)) is not None and configs[route].enabled
+    ]
+
+
+def _route(config: ChannelConfig, configs: dict) -> str | None:
+    """The channel a message of `config`'s channel goes out through now."""
+    if config.fallback_active and config.fallback_channel in configs:
+        return config.fallback_channel
+    return config.channel
+
+
+def _fallback_refusal(delivery: Delivery, channel: str) -> str | None:
+    """Why the member cannot be reached through a fallback channel (checked when sending, since
+    planning checked only the campaign's own channel)."""
+    member = delivery.member
+    column = OPT_OUT_COLUMN.get(channel)
+    if column and getattr(member, column):
+        return SkipReason.OPT_OUT
+    if (channel == MessageChannel.EMAIL and not member.email) or (channel == MessageChannel.SMS and not member.phone):
+        return SkipReason.NO_ADDRESS
+    return None
+
+
+def _still_running(campaign_id: int) -> bool:
+    """Read again before every message (one indexed query), so that a campaign paused while its
+    batch is being sent sends nothing more."""
+    return Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.RUNNING).exists()
+
+
 def _finish(delivery_id: int, token: str, **values) -> bool:
     """Record the outcome of a claimed row; only a row still `sending` under this claim changes
     (a row reset as stuck and claimed again belongs to the new claim)."""
@@ -259,7 +298,12 @@ def _finish(delivery_id: int, token: str, **values) -> bool:
 
 
 def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResult:
-    """Send the deliveries of one claim, one by one, recording each outcome as soon as it is known."""
+    """Send the deliveries of one claim, one by one, recording each outcome as soon as it is known.
+
+    A row whose campaign is no longer running (paused, cancelled) goes back to the queue unsent.
+    A row of a channel whose fallback is on goes through the fallback channel (its template for
+    that channel if it has one, else its own message), and the row records the channel used.
+    """
     now = now or timezone.now()
     settings = OutboxSettings.load()
     configs = {c.channel: c for c in ChannelConfig.objects.all()}
@@ -270,6 +314,10 @@ def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResul
     )
     for delivery in rows.order_by("pk"):
         campaign = delivery.campaign
+        if not _still_running(campaign.pk):
+            _finish(delivery.pk, token, status=DeliveryStatus.QUEUED, attempts=F("attempts") - 1)
+            result.held += 1
+            continue
         if delivery.category == MessageCategory.PROMOTIONAL:
             release = quiet_hours_release(now, start=settings.quiet_start, end=settings.quiet_end)
             if release is not None:
@@ -283,22 +331,27 @@ def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResul
                 )
                 result.deferred += 1
                 continue
-        key = (campaign.pk, delivery.variant_id)
+        via = _route(configs[delivery.channel], configs)
+        if via != delivery.channel and (refusal := _fallback_refusal(delivery, via)) is not None:
+            _finish(delivery.pk, token, status=DeliveryStatus.SKIPPED, skip_reason=refusal, sent_via=via)
+            result.skipped += 1
+            continue
+        key = (campaign.pk, delivery.variant_id, via)
         if key not in templates:
             templates[key] = campaign_template(
-                campaign=campaign, channel=delivery.channel, variant_id=delivery.variant_id
-            )
+                campaign=campaign, channel=via, variant_id=delivery.variant_id
+            ) or campaign_template(campaign=campaign, channel=delivery.channel, variant_id=delivery.variant_id)
         template = templates[key]
         try:
             if template is None:
                 raise channels.PermanentSendError("the campaign has no template for this channel")
             message: Rendered = render(
-                channel=delivery.channel,
+                channel=via,
                 subject=template.subject,
                 body=template.body,
                 context=message_context(member=delivery.member, campaign=campaign),
             )
-            sent = channels.send(delivery=delivery, message=message, config=configs[delivery.channel])
+            sent = channels.send(delivery=delivery, message=message, config=configs[via])
         except channels.RetryableSendError as error:
             if delivery.attempts >= settings.max_attempts:
                 _finish(delivery.pk, token, status=DeliveryStatus.FAILED, last_error=str(error)[:2000])
@@ -326,6 +379,7 @@ def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResul
             status=DeliveryStatus.SENT,
             sent_at=timezone.now(),
             provider_id=sent.provider_id,
+            sent_via="" if via == delivery.channel else via,
             last_error="",
         )
         result.sent += 1
@@ -343,7 +397,7 @@ def deliveries_dispatch(*, now: datetime | None = None, max_batches: int = 20) -
         if token is None:
             break
         result = deliveries_send(token=token, now=now)
-        for name in ("sent", "retried", "failed", "deferred"):
+        for name in ("sent", "retried", "failed", "deferred", "held", "skipped"):
             setattr(total, name, getattr(total, name) + getattr(result, name))
     return total
 
@@ -372,7 +426,12 @@ def delivery_receipt_record(*, channel: str, body: bytes, signature: str, now: d
         raise ApplicationError(str(_("Malformed receipt."))) from error
     if status not in {*RECEIPT_RANK, DeliveryStatus.FAILED} or status == DeliveryStatus.SENT:
         raise ApplicationError(str(_("Unknown receipt status.")))
-    delivery = Delivery.objects.select_for_update().filter(pk=delivery_id, channel=channel).first()
+    # A message sent through a fallback channel gets its receipts from that channel's gateway.
+    delivery = (
+        Delivery.objects.select_for_update()
+        .filter(Q(channel=channel, sent_via="") | Q(sent_via=channel), pk=delivery_id)
+        .first()
+    )
     if delivery is None:
         raise ApplicationError(str(_("Unknown delivery.")))
     now = now or timezone.now()

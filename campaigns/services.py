@@ -15,8 +15,10 @@ from campaigns.models import (
     CampaignListMember,
     CampaignStatus,
     CampaignTransition,
+    ChannelConfig,
     Delivery,
     DeliveryStatus,
+    MessageCategory,
     MessageTemplate,
     SkipReason,
 )
@@ -49,9 +51,11 @@ TRANSITIONS: dict[str, Transition] = {
     "approve": Transition(frozenset({S.AWAITING_APPROVAL}), S.SCHEDULED, _("Approve"), APPROVE_PERMISSION),
     "reject": Transition(frozenset({S.AWAITING_APPROVAL}), S.DRAFT, _("Send back to draft"), APPROVE_PERMISSION),
     "start": Transition(frozenset({S.SCHEDULED}), S.RUNNING, _("Start"), None, system=True),
-    # Anyone who may edit campaigns may pull the brake; only a supervisor releases it.
-    "pause": Transition(frozenset({S.SCHEDULED, S.RUNNING}), S.PAUSED, _("Pause"), CHANGE_PERMISSION),
-    "resume": Transition(frozenset({S.PAUSED}), S.RUNNING, _("Resume"), APPROVE_PERMISSION),
+    # Anyone who may edit campaigns may pull the brake; only a supervisor releases it. The health
+    # alarms pause and resume promotions without an actor (campaigns_pause_promotions).
+    "pause": Transition(frozenset({S.SCHEDULED, S.RUNNING}), S.PAUSED, _("Pause"), CHANGE_PERMISSION, system=True),
+    # Back to running; a campaign paused before it started goes back to scheduled (see below).
+    "resume": Transition(frozenset({S.PAUSED}), S.RUNNING, _("Resume"), APPROVE_PERMISSION, system=True),
     "finish": Transition(frozenset({S.RUNNING, S.PAUSED}), S.FINISHED, _("Finish"), APPROVE_PERMISSION, system=True),
     "cancel": Transition(
         frozenset({S.DRAFT, S.AWAITING_APPROVAL, S.SCHEDULED, S.RUNNING, S.PAUSED}),
@@ -191,6 +195,13 @@ def campaign_transition(
             str(_("A campaign that is %(status)s cannot be moved this way.") % {"status": locked.get_status_display()})
         )
     from_status = locked.status
+    target = transition.target
+    if action == "resume":
+        # Paused before it started: its deliveries were never planned, so it goes back to
+        # scheduled and the scheduler starts it.
+        paused = locked.transitions.filter(action="pause").order_by("-at", "-pk").first()
+        if paused is not None and paused.from_status == S.SCHEDULED:
+            target = S.SCHEDULED
     now = now or timezone.now()
     notes = [note] if note else []
     if action in {"submit", "approve"}:
@@ -220,13 +231,13 @@ def campaign_transition(
     record = CampaignTransition.objects.create(
         campaign=locked,
         from_status=from_status,
-        to_status=transition.target,
+        to_status=target,
         action=action,
         actor=actor,
         at=now,
         note="\n".join(notes),
     )
-    locked.status = transition.target
+    locked.status = target
     locked.save(update_fields=["status", "updated_at"])
     campaign.status = locked.status
     logger.info("campaign transition id=%s action=%s actor=%s", locked.pk, action, getattr(actor, "pk", None))
@@ -253,3 +264,75 @@ def campaigns_start_due(*, now: datetime | None = None) -> int:
         except ApplicationError:
             continue
     return changed
+
+
+# Brakes for the health alarms -----------------------------------------------------------------
+
+
+def campaigns_pause_promotions(*, reason: str, actor=None) -> list[int]:
+    """Pause every promotional campaign that is running or scheduled (a crisis, a wave of group
+    exits): each move is recorded as a transition with the reason. Transactional campaigns
+    (notices, receipts) keep going. Returns the ids paused, for campaigns_resume."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError(str(_("Give a reason.")))
+    paused = []
+    candidates = Campaign.objects.filter(
+        category=MessageCategory.PROMOTIONAL, status__in=[S.RUNNING, S.SCHEDULED]
+    ).order_by("pk")
+    for campaign in candidates.only("pk"):
+        try:
+            campaign_transition(campaign=campaign, action="pause", actor=actor, note=reason)
+        except ApplicationError:  # finished, cancelled or paused by someone else meanwhile
+            continue
+        paused.append(campaign.pk)
+    logger.info("promotions paused count=%s", len(paused))
+    return paused
+
+
+def campaigns_resume(*, campaign_ids, reason: str, actor=None) -> list[int]:
+    """Resume those of `campaign_ids` that are still paused (one that staff cancelled or that
+    ended meanwhile stays as it is); returns the ids resumed."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError(str(_("Give a reason.")))
+    resumed = []
+    for campaign in Campaign.objects.filter(pk__in=list(campaign_ids), status=S.PAUSED).order_by("pk").only("pk"):
+        try:
+            campaign_transition(campaign=campaign, action="resume", actor=actor, note=reason)
+        except ApplicationError:
+            continue
+        resumed.append(campaign.pk)
+    logger.info("campaigns resumed count=%s", len(resumed))
+    return resumed
+
+
+# Channel fallback ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def channel_fallback_activate(*, channel: str, reason: str, now: datetime | None = None) -> str | None:
+    """Send `channel`'s waiting messages through its configured fallback channel from now on.
+
+    Returns the fallback channel, or None when none is configured (nothing changes then)."""
+    config = ChannelConfig.objects.select_for_update().filter(channel=channel).first()
+    if config is None or not config.fallback_channel:
+        logger.warning("channel fallback requested without a fallback channel=%s", channel)
+        return None
+    if not config.fallback_active:
+        config.fallback_active = True
+        config.fallback_since = now or timezone.now()
+    config.fallback_reason = (reason or "")[:200]
+    config.save(update_fields=["fallback_active", "fallback_since", "fallback_reason", "updated_at"])
+    logger.info("channel fallback on channel=%s via=%s", channel, config.fallback_channel)
+    return config.fallback_channel
+
+
+@transaction.atomic
+def channel_fallback_clear(*, channel: str) -> None:
+    """Messages of `channel` go through the channel itself again."""
+    updated = ChannelConfig.objects.filter(channel=channel, fallback_active=True).update(
+        fallback_active=False, fallback_reason="", fallback_since=None, updated_at=timezone.now()
+    )
+    if updated:
+        logger.info("channel fallback off channel=%s", channel)
