@@ -68,6 +68,30 @@ class Member(BaseModel):
         help_text=_("Purchases minus refunds."),
     )
 
+    # Windowed figures (issue 4), kept current at ingest by the same UPDATE as the rollups above:
+    # the events since the starts recorded in EventWindows (members/services/windows.py moves
+    # the starts forward, subtracting the events that leave; the nightly rollup rebuild
+    # recomputes them exactly). Never indexed: ingest writes them, nothing filters on them.
+    window_orders = models.IntegerField(_("orders in the RFM window"), default=0, editable=False)
+    window_spent = models.DecimalField(
+        _("spend in the RFM window (yuan)"), max_digits=14, decimal_places=2, default=0, editable=False
+    )
+    window_first_purchase_at = models.DateTimeField(
+        _("first purchase in the RFM window"), null=True, blank=True, editable=False
+    )
+    trend_orders = models.IntegerField(_("orders in the trend period"), default=0, editable=False)
+    live_watches = models.IntegerField(_("live streams watched in the fan period"), default=0, editable=False)
+    interactions_view = models.IntegerField(_("views in the preference period"), default=0, editable=False)
+    interactions_like = models.IntegerField(_("likes in the preference period"), default=0, editable=False)
+    interactions_comment = models.IntegerField(_("comments in the preference period"), default=0, editable=False)
+    interactions_share = models.IntegerField(_("shares in the preference period"), default=0, editable=False)
+    interactions_live_watch = models.IntegerField(
+        _("live-stream watches in the preference period"), default=0, editable=False
+    )
+    interactions_article_read = models.IntegerField(
+        _("article reads in the preference period"), default=0, editable=False
+    )
+
     tags = models.ManyToManyField("Tag", through="MemberTag", related_name="members", verbose_name=_("tags"))
 
     class Meta:

@@ -16,6 +16,7 @@ from members.models import Member, Tag
 
 __all__ = [
     "AutomaticTag",
+    "EventWindows",
     "LayerJobRun",
     "LayerSettings",
     "LayerSnapshot",
@@ -188,6 +189,39 @@ class LayerSettings(BaseModel):
     def load(cls) -> "LayerSettings":
         settings_row, _created = cls.objects.get_or_create(pk=1)
         return settings_row
+
+
+class EventWindows(models.Model):
+    """Where the windowed figures on Member start: one row, kept by members.services.windows.
+
+    Ingest counts an event into a window's figures when it occurred at or after that window's
+    start. A layer run moves each start to its own time minus the window's length, subtracting
+    the events that leave (or adding those that re-enter); when a length changes, or before the
+    figures were ever built, every member's figures are rebuilt from the events.
+    """
+
+    rfm_days = models.PositiveIntegerField(_("RFM window (days)"), null=True)
+    trend_days = models.PositiveIntegerField(_("purchase trend period (days)"), null=True)
+    live_days = models.PositiveIntegerField(_("live-stream fan period (days)"), null=True)
+    preference_days = models.PositiveIntegerField(_("content preference period (days)"), null=True)
+    rfm_start = models.DateTimeField(_("RFM window start"), null=True)
+    trend_start = models.DateTimeField(_("trend period start"), null=True)
+    live_start = models.DateTimeField(_("fan period start"), null=True)
+    preference_start = models.DateTimeField(_("preference period start"), null=True)
+    ready = models.BooleanField(
+        _("ready"), default=False, help_text=_("The figures are exact for these starts (no rebuild under way).")
+    )
+    advanced_at = models.DateTimeField(_("moved forward at"), null=True)
+    rebuilt_at = models.DateTimeField(_("rebuilt at"), null=True)
+    rebuild_reason = models.CharField(_("reason of the last rebuild"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("event windows")
+        verbose_name_plural = _("event windows")
+        constraints = [models.CheckConstraint(condition=Q(pk=1), name="eventwindows_singleton")]
+
+    def __str__(self) -> str:
+        return str(_("Event windows"))
 
 
 class MemberScore(models.Model):

@@ -18,7 +18,8 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.dispatch import Signal
 
-from members.models import ACTIVE_KINDS, INTERACTION_KINDS, EventKind, Member, MemberEvent
+from members.models import ACTIVE_KINDS, INTERACTION_KINDS, EventKind, EventWindows, Member, MemberEvent
+from members.services.windows import ingest_window_starts, lock_windows_shared, window_aggregates, window_set_clause
 
 # The post-ingest hook: sent once the transaction that recorded new events commits, with
 # `event_ids`, the ids of the events recorded (replays excluded). Other apps connect to it in
@@ -179,19 +180,27 @@ def _kinds_sql(kinds: Iterable[str]) -> str:
 
 
 def _rollup_aggregate_sql(where: str) -> str:
-    """SELECT member_id and its rollups over the events matching `where`."""
+    """SELECT member_id, its rollups and its windowed figures over the events `e` matching `where`.
+
+    An event counts in a window when it occurred at or after the window's start in the one
+    EventWindows row (members/services/windows.py); before any start is recorded, in none.
+    """
     purchase, refund = EventKind.PURCHASE.value, EventKind.REFUND.value
+    windowed = ",\n               ".join(
+        f"{aggregate} AS {column}" for column, aggregate in window_aggregates(ingest_window_starts()).items()
+    )
     return f"""
-        SELECT member_id,
-               MAX(CASE WHEN kind IN ({_kinds_sql(ACTIVE_KINDS)}) THEN occurred_at END) AS last_active,
-               MAX(CASE WHEN kind IN ({_kinds_sql(INTERACTION_KINDS)}) THEN occurred_at END) AS last_interaction,
-               MAX(CASE WHEN kind = '{purchase}' THEN occurred_at END) AS last_purchase,
-               SUM(CASE WHEN kind = '{purchase}' THEN 1 ELSE 0 END) AS orders,
-               SUM(CASE WHEN kind = '{purchase}' THEN COALESCE(amount, 0)
-                        WHEN kind = '{refund}' THEN -COALESCE(amount, 0) ELSE 0 END) AS spent
-        FROM {MemberEvent._meta.db_table}
+        SELECT e.member_id,
+               MAX(CASE WHEN e.kind IN ({_kinds_sql(ACTIVE_KINDS)}) THEN e.occurred_at END) AS last_active,
+               MAX(CASE WHEN e.kind IN ({_kinds_sql(INTERACTION_KINDS)}) THEN e.occurred_at END) AS last_interaction,
+               MAX(CASE WHEN e.kind = '{purchase}' THEN e.occurred_at END) AS last_purchase,
+               SUM(CASE WHEN e.kind = '{purchase}' THEN 1 ELSE 0 END) AS orders,
+               SUM(CASE WHEN e.kind = '{purchase}' THEN COALESCE(e.amount, 0)
+                        WHEN e.kind = '{refund}' THEN -COALESCE(e.amount, 0) ELSE 0 END) AS spent,
+               {windowed}
+        FROM {MemberEvent._meta.db_table} e LEFT JOIN {EventWindows._meta.db_table} w ON w.id = 1
         WHERE {where}
-        GROUP BY member_id
+        GROUP BY e.member_id
     """
 
 
@@ -207,14 +216,16 @@ def _apply_rollups_of_new_events(event_ids: list[int]) -> None:
     member = Member._meta.db_table
     if connection.vendor == "postgresql":
         # An array literal built here: psycopg's list adapter checks every element with a regex.
-        where, params = "id = ANY(%s::bigint[])", ["{" + ",".join(map(str, event_ids)) + "}"]
+        where, params = "e.id = ANY(%s::bigint[])", ["{" + ",".join(map(str, event_ids)) + "}"]
     else:
         # One JSON parameter instead of one per id: a batch may exceed SQLite's parameter limit.
-        where, params = "id IN (SELECT value FROM json_each(%s))", [json.dumps(event_ids)]
+        where, params = "e.id IN (SELECT value FROM json_each(%s))", [json.dumps(event_ids)]
+    # The windows' starts stay put until this transaction commits (windows.py moves them).
+    lock_windows_shared()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT 1 FROM {member} WHERE id IN (SELECT member_id FROM {MemberEvent._meta.db_table} "
+                f"SELECT 1 FROM {member} WHERE id IN (SELECT e.member_id FROM {MemberEvent._meta.db_table} e "
                 f"WHERE {where}) ORDER BY id FOR NO KEY UPDATE",
                 params,
             )
@@ -224,7 +235,8 @@ def _apply_rollups_of_new_events(event_ids: list[int]) -> None:
             last_interaction_at = {_later(f"{member}.last_interaction_at", "d.last_interaction")},
             last_purchase_at = {_later(f"{member}.last_purchase_at", "d.last_purchase")},
             orders_count = {member}.orders_count + d.orders,
-            total_spent = {member}.total_spent + d.spent
+            total_spent = {member}.total_spent + d.spent,
+            {window_set_clause(member)}
         FROM ({_rollup_aggregate_sql(where)}) AS d
         WHERE {member}.id = d.member_id
     """
@@ -233,13 +245,25 @@ def _apply_rollups_of_new_events(event_ids: list[int]) -> None:
 
 
 def member_rollups_rebuild(*, first_id: int, last_id: int) -> int:
-    """Recompute the rollups of members first_id..last_id exactly from their events.
+    """Recompute the rollups and windowed figures of members first_id..last_id exactly from their events.
 
-    Returns the number of member rows written. Members without events get empty rollups.
+    Returns the number of member rows written. Members without events get empty rollups. The
+    range's member rows are locked first, so an ingest committing meanwhile is either in the
+    events read here or waits and adds its events to the rebuilt figures.
     """
     member = Member._meta.db_table
     event = MemberEvent._meta.db_table
+    columns = list(window_aggregates(ingest_window_starts()))
+    windowed = ", ".join(f"{column} = d.{column}" for column in columns)
+    emptied = ", ".join(f"{column} = NULL" if column.endswith("_at") else f"{column} = 0" for column in columns)
+    nonzero = " OR ".join(f"{column} <> 0" for column in columns if not column.endswith("_at"))
     with transaction.atomic(), connection.cursor() as cursor:
+        lock_windows_shared()
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"SELECT 1 FROM {member} WHERE id BETWEEN %s AND %s ORDER BY id FOR NO KEY UPDATE",
+                [first_id, last_id],
+            )
         cursor.execute(
             f"""
             UPDATE {member} SET
@@ -247,8 +271,9 @@ def member_rollups_rebuild(*, first_id: int, last_id: int) -> int:
                 last_interaction_at = d.last_interaction,
                 last_purchase_at = d.last_purchase,
                 orders_count = d.orders,
-                total_spent = d.spent
-            FROM ({_rollup_aggregate_sql("member_id BETWEEN %s AND %s")}) AS d
+                total_spent = d.spent,
+                {windowed}
+            FROM ({_rollup_aggregate_sql("e.member_id BETWEEN %s AND %s")}) AS d
             WHERE {member}.id = d.member_id
             """,
             [first_id, last_id],
@@ -257,9 +282,10 @@ def member_rollups_rebuild(*, first_id: int, last_id: int) -> int:
         cursor.execute(
             f"""
             UPDATE {member} SET last_active_at = NULL, last_interaction_at = NULL,
-                   last_purchase_at = NULL, orders_count = 0, total_spent = 0
+                   last_purchase_at = NULL, orders_count = 0, total_spent = 0, {emptied}
             WHERE id BETWEEN %s AND %s
-              AND (orders_count <> 0 OR total_spent <> 0 OR last_active_at IS NOT NULL)
+              AND (orders_count <> 0 OR total_spent <> 0 OR last_active_at IS NOT NULL
+                   OR window_first_purchase_at IS NOT NULL OR {nonzero})
               AND NOT EXISTS (SELECT 1 FROM {event} e WHERE e.member_id = {member}.id)
             """,
             [first_id, last_id],

@@ -35,7 +35,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from members.models import EventKind, InteractionKind, Member, MemberEvent, MemberTag, Tag, TagKind
+from members.models import InteractionKind, Member, MemberEvent, MemberTag, Tag, TagKind
 from members.models_layers import (
     AutomaticTag,
     LayerJobRun,
@@ -48,6 +48,7 @@ from members.models_layers import (
     ValueLayer,
 )
 from members.selectors import member_id_ranges
+from members.services.windows import PREFERENCE_COLUMNS, WINDOWS, event_windows_advance, window_aggregates
 
 logger = logging.getLogger(__name__)
 
@@ -248,65 +249,50 @@ class Context:
 
 
 def _draft_raw(ctx: Context, scope: Scope) -> int:
-    """One INSERT … SELECT per scope: purchase figures of the window, live-stream watches and the
-    top interaction of their periods, each from one aggregate over the scope's events."""
+    """One INSERT … SELECT per scope from the windowed figures on Member (members/services/
+    windows.py), less the events after the run's time, which they include (usually none)."""
     s = ctx.settings
     member_scope, scope_params = scope.sql("m.id")
     event_scope, _unused = scope.sql("e.member_id")
-    purchase, refund = EventKind.PURCHASE.value, EventKind.REFUND.value
-    interaction = EventKind.INTERACTION.value
+    figures = window_aggregates({window: "1 = 1" for window in WINDOWS})
+    later = ", ".join(f"{aggregate} AS {column}" for column, aggregate in figures.items() if not column.endswith("_at"))
+
+    def net(column: str) -> str:
+        return f"(m.{column} - COALESCE(f.{column}, 0))"
+
+    orders = net("window_orders")
+    counts = {kind: net(column) for kind, column in PREFERENCE_COLUMNS.items()}
+    top = _greatest(list(counts.values()))
+    # The most frequent interaction sub-kind of the period; ties go to the first by name.
+    top_kind = " ".join(f"WHEN {count} = {top} THEN '{kind}'" for kind, count in counts.items())
     sql = f"""
         INSERT INTO {DRAFT} (run_id, member_id, recency_days, frequency, monetary, recent_frequency,
             first_purchase_days, inactive_days, r_score, f_score, m_score, rfm_score, value_layer,
             lifecycle_stage, churn_risk, churn_reasons, live_watches, top_interaction, points_expiring)
         SELECT %(run)s, m.id,
             CASE WHEN m.last_purchase_at IS NULL THEN NULL ELSE {_days_since("m.last_purchase_at")} END,
-            COALESCE(p.orders, 0), COALESCE(p.spent, 0), COALESCE(p.recent, 0),
-            CASE WHEN p.first_at IS NULL THEN NULL ELSE {_days_since("p.first_at")} END,
+            {orders}, {net("window_spent")}, {net("trend_orders")},
+            CASE WHEN {orders} > 0 AND m.window_first_purchase_at IS NOT NULL
+                 THEN {_days_since("m.window_first_purchase_at")} END,
             {_days_since("COALESCE(m.last_active_at, m.joined_at)")},
-            1, 1, 1, 3, '{ValueLayer.EDGE}', '', 0, '{{}}', COALESCE(lw.n, 0), COALESCE(ti.sub_kind, ''), FALSE
+            1, 1, 1, 3, '{ValueLayer.EDGE}', '', 0, '{{}}', {net("live_watches")},
+            CASE WHEN {top} >= %(pref_min)s THEN CASE {top_kind} END ELSE '' END, FALSE
         FROM {MEMBER} m
         LEFT JOIN (
-            SELECT e.member_id,
-                   SUM(CASE WHEN e.kind = '{purchase}' THEN 1 ELSE 0 END) AS orders,
-                   SUM(CASE WHEN e.kind = '{purchase}' THEN COALESCE(e.amount, 0)
-                            ELSE -COALESCE(e.amount, 0) END) AS spent,
-                   SUM(CASE WHEN e.kind = '{purchase}' AND e.occurred_at >= %(trend_start)s
-                            THEN 1 ELSE 0 END) AS recent,
-                   MIN(CASE WHEN e.kind = '{purchase}' THEN e.occurred_at END) AS first_at
-            FROM {EVENT} e
-            WHERE {event_scope} AND e.kind IN ('{purchase}', '{refund}')
-              AND e.occurred_at >= %(window_start)s AND e.occurred_at <= %(now)s
+            SELECT e.member_id, {later} FROM {EVENT} e
+            WHERE {event_scope} AND e.occurred_at > %(now)s
             GROUP BY e.member_id
-        ) p ON p.member_id = m.id
-        LEFT JOIN (
-            SELECT e.member_id, COUNT(*) AS n FROM {EVENT} e
-            WHERE {event_scope} AND e.kind = '{interaction}' AND e.sub_kind = '{InteractionKind.LIVE_WATCH}'
-              AND e.occurred_at >= %(live_start)s AND e.occurred_at <= %(now)s
-            GROUP BY e.member_id
-        ) lw ON lw.member_id = m.id
-        LEFT JOIN (
-            -- The most frequent interaction sub-kind of the period; ties go to the first by name.
-            SELECT member_id, sub_kind FROM (
-                SELECT e.member_id, e.sub_kind, COUNT(*) AS n,
-                       ROW_NUMBER() OVER (PARTITION BY e.member_id ORDER BY COUNT(*) DESC, e.sub_kind) AS rn
-                FROM {EVENT} e
-                WHERE {event_scope} AND e.kind = '{interaction}' AND e.sub_kind <> ''
-                  AND e.occurred_at >= %(pref_start)s AND e.occurred_at <= %(now)s
-                GROUP BY e.member_id, e.sub_kind
-            ) ranked WHERE rn = 1 AND n >= %(pref_min)s
-        ) ti ON ti.member_id = m.id
+        ) f ON f.member_id = m.id
         WHERE {member_scope}
     """
-    params = ctx.params(
-        live_start=_dt(ctx.now - timedelta(days=s.live_lover_days)),
-        pref_start=_dt(ctx.now - timedelta(days=s.content_preference_days)),
-        pref_min=s.content_preference_min_events,
-        **scope_params,
-    )
+    params = ctx.params(pref_min=s.content_preference_min_events, **scope_params)
     written = _execute(sql, params)
     _draft_points_expiring(ctx, scope)
     return written
+
+
+def _greatest(values: list[str]) -> str:
+    return f"GREATEST({', '.join(values)})" if _pg() else f"MAX({', '.join(values)})"
 
 
 def _points_expiring_queryset(*, days: int, now: datetime):
@@ -828,6 +814,7 @@ def layers_recompute_full(
     run = _run_start(kind=LayerJobRun.Kind.FULL, as_of=now, started_by=started_by)
     try:
         ctx = Context(run=run, settings=LayerSettings.load(), now=now or timezone.now())
+        _windows_advance(ctx, progress=progress)
         scopes = _scopes_for_ranges(range_size or RANGE_SIZE)
         run.total = 3 * len(scopes) + 3
         LayerJobRun.objects.filter(pk=run.pk).update(total=run.total)
@@ -867,6 +854,17 @@ def layers_recompute_full(
     return run
 
 
+def _windows_advance(ctx: Context, *, progress: Progress | None = None) -> list[int]:
+    """Bring the windowed figures on Member to the run's time (members/services/windows.py): move
+    the windows' starts, or rebuild the figures when a length changed. Returns the members whose
+    figures the move changed."""
+    _checkpoint(ctx.run, step="event windows", progress=progress)
+    result = event_windows_advance(now=ctx.now, settings_row=ctx.settings)
+    if result.rebuilt:
+        logger.info("layer run %s rebuilt the event windows", ctx.run.pk)
+    return result.members
+
+
 def _draft_finish(ctx: Context, scope: Scope, layer_cuts: dict, model) -> None:
     with transaction.atomic():
         _draft_churn_model(ctx, scope, model)
@@ -891,6 +889,11 @@ def layers_recompute_full_fanout(
     """
     now = now or timezone.now()
     run = _run_start(kind=LayerJobRun.Kind.FULL, as_of=now, started_by=started_by)
+    try:
+        _windows_advance(Context(run=run, settings=LayerSettings.load(), now=now))
+    except BaseException as error:
+        _run_fail(run, error)
+        raise
     ranges = [[scope.first, scope.last] for scope in _scopes_for_ranges(range_size or RANGE_SIZE)]
     run.total = 3 * len(ranges) + 3
     run.cut_points = {"ranges": ranges}
@@ -1053,6 +1056,8 @@ def layers_recompute_incremental(
             previous_as_of=last.events_until,
             settings_row=ctx.settings,
         )
+        # Members whose windowed figures changed as the windows moved (an event left one).
+        ids = sorted(set(ids).union(_windows_advance(ctx, progress=progress)))
         scopes = [Scope(ids=chunk) for chunk in _chunks(ids, IDS_SLICE)]
         run.total = len(scopes) + 1
         run.cut_points = base.cut_points
