@@ -20,6 +20,8 @@ class Scope(models.TextChoices):
     POINTS_WRITE = "points:write", _("Earn, redeem and reverse points")
     COUPONS_WRITE = "coupons:write", _("Issue, validate and redeem coupons")
     TICKETS_WRITE = "tickets:write", _("Report complaints")
+    UGC_READ = "ugc:read", _("Read member submissions, polls and poll results")
+    UGC_WRITE = "ugc:write", _("Submit member content and poll votes")
 
 
 class Partner(BaseModel):

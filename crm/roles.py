@@ -66,6 +66,21 @@ _OPERATOR = [
     "campaigns.view_campaigntransition",
     "campaigns.view_delivery",
     "campaigns.view_outboxsettings",
+    # Member content and co-creation polls (issue 7): operators moderate and run polls;
+    # supervisors keep the sensitive-word list and close polls (which rewards the winner).
+    "ugc.view_submission",
+    "ugc.moderate_submission",
+    "ugc.view_submissionimage",
+    "ugc.view_moderationdecision",
+    "ugc.view_sensitiveword",
+    "ugc.view_poll",
+    "ugc.add_poll",
+    "ugc.change_poll",
+    "ugc.view_polloption",
+    "ugc.add_polloption",
+    "ugc.change_polloption",
+    "ugc.delete_polloption",
+    "ugc.view_pollvote",
 ]
 
 _SUPERVISOR = _OPERATOR + [
@@ -104,6 +119,10 @@ _SUPERVISOR = _OPERATOR + [
     "crm.change_partnerapikey",
     "campaigns.approve_campaign",
     "campaigns.change_outboxsettings",
+    "ugc.add_sensitiveword",
+    "ugc.change_sensitiveword",
+    "ugc.delete_sensitiveword",
+    "ugc.close_poll",
 ]
 
 _AUDITOR = [
@@ -142,6 +161,13 @@ _AUDITOR = [
     "campaigns.view_campaigntransition",
     "campaigns.view_delivery",
     "campaigns.view_outboxsettings",
+    "ugc.view_submission",
+    "ugc.view_submissionimage",
+    "ugc.view_moderationdecision",
+    "ugc.view_sensitiveword",
+    "ugc.view_poll",
+    "ugc.view_polloption",
+    "ugc.view_pollvote",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
