@@ -40,6 +40,7 @@ _OPERATOR = [
     "loyalty.view_badge",
     "loyalty.view_memberbadge",
     "loyalty.view_tierdowngradenotice",
+    "loyalty.view_loyaltyjobrun",
     # Layers, churn warning and segments (issue 4).
     "members.view_segment",
     "members.add_segment",
@@ -148,6 +149,7 @@ _AUDITOR = [
     "loyalty.view_badge",
     "loyalty.view_memberbadge",
     "loyalty.view_tierdowngradenotice",
+    "loyalty.view_loyaltyjobrun",
     "members.view_segment",
     "members.view_segmentsnapshot",
     "members.view_memberscore",

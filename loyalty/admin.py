@@ -663,3 +663,7 @@ class TierDowngradeNoticeAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     search_help_text = _("Member number.")
     ordering = ("-id",)
     sortable_by = ()
+
+
+# Runs of the periodic jobs.
+from loyalty import admin_jobs  # noqa: E402,F401
