@@ -23,7 +23,7 @@ from django.utils.translation import ngettext
 from crm.core.exceptions import ApplicationError
 from loyalty.models import CouponBatch, EntryKind
 from loyalty.selectors import member_loyalty
-from loyalty.services import coupons_issue
+from loyalty.services import coupons_issue, points_credit_bulk
 from members.models import Member
 
 ADJUST_PERMISSION = "loyalty.adjust_points"
@@ -108,8 +108,6 @@ class MemberLoyaltyActionsMixin:
 
     @admin.action(permissions=["grant_points"], description=_("Give points to the selected members"))
     def grant_points(self, request, queryset: QuerySet[Member]):
-        from loyalty.services import points_credit_bulk
-
         form = GrantPointsForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
             amount, token = form.cleaned_data["amount"], form.cleaned_data["token"]
