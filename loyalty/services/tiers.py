@@ -1,15 +1,16 @@
 """Tier changes: each locks the member's tier row and is kept as a TierChange with its reason.
 
-Upgrades happen as soon as a member qualifies (tier_upgrade_if_qualified, called by the earn
-task after purchases and earns); downgrades wait for the periodic review (tier_review), after a
-warning and a grace period.
+Upgrades happen as soon as a member qualifies (tiers_upgrade_if_qualified, set-based, called by
+the earn task and the backfill after purchases and earns); downgrades wait for the periodic
+review (tier_review), after a warning and a grace period.
 """
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.contrib.auth.models import AbstractUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -33,37 +34,181 @@ def tier_assign(
     return _assign(member=member, tier=tier, reason=reason, actor=actor, now=now or timezone.now(), upgrade_only=False)
 
 
-@transaction.atomic
-def tiers_upgrade_if_qualified(*, member_ids: Iterable[int], now: datetime | None = None) -> int:
-    """Run tier_upgrade_if_qualified for these members, in id order; return how many moved up.
+UPGRADE_BATCH_MEMBERS = 10_000
 
-    One member at a time, each under its own status lock (still to be made set-based).
+
+def tiers_upgrade_if_qualified(
+    *, member_ids: Iterable[int], now: datetime | None = None, batch_size: int = UPGRADE_BATCH_MEMBERS
+) -> int:
+    """Move each of these members up to the highest tier they now reach, never down; return how many moved.
+
+    Set-based per batch of members, each batch one transaction: the members' tier rows are
+    locked in member order, one grouped query per qualifying period sums their spend and one
+    their points earned, first tiers are inserted (ON CONFLICT DO NOTHING: a concurrent first
+    assignment wins and is then judged like any other) and upgrades written with bulk updates,
+    each with a TierChange that says what qualified the member.
     """
+    now = now or timezone.now()
+    tiers = list(Tier.objects.order_by("rank"))
+    ids = sorted({int(member_id) for member_id in member_ids})
+    if not tiers or not ids:
+        return 0
     upgrades = 0
-    for member in Member.objects.filter(pk__in=sorted(set(member_ids))).order_by("pk").iterator():
-        upgrades += tier_upgrade_if_qualified(member=member, now=now) is not None
+    for start in range(0, len(ids), batch_size):
+        with transaction.atomic():
+            upgrades += len(_upgrade_batch(ids[start : start + batch_size], tiers=tiers, now=now))
     return upgrades
 
 
+@transaction.atomic
 def tier_upgrade_if_qualified(*, member: Member, now: datetime | None = None) -> TierChange | None:
     """Move the member up to the highest tier they now reach, never down; return the change, if any."""
-    from loyalty.selectors import member_qualifying_totals
+    tiers = list(Tier.objects.order_by("rank"))
+    if not tiers:
+        return None
+    changes = _upgrade_batch([member.pk], tiers=tiers, now=now or timezone.now())
+    return changes[0] if changes else None
 
-    now = now or timezone.now()
-    status = _locked_status(member)
-    current_rank = status.tier.rank if status else 0
-    totals_by_period: dict[int, tuple] = {}
-    for tier in Tier.objects.filter(rank__gt=current_rank).order_by("-rank"):
-        period = tier.qualifying_period_days
-        if period not in totals_by_period:
-            totals_by_period[period] = member_qualifying_totals(member=member, days=period, now=now)
-        spend, points = totals_by_period[period]
-        if tier.is_reached(spend=spend, points=points):
-            reason = gettext(
-                "Qualified: spent %(spend)s yuan and earned %(points)s points in the last %(days)s days."
-            ) % {"spend": spend, "points": points, "days": period}
-            return _assign(member=member, tier=tier, reason=reason, actor=None, now=now, upgrade_only=True)
-    return None
+
+def _qualifying_totals(member_ids: list[int], *, days: int, now: datetime) -> dict[int, tuple[Decimal, int]]:
+    """{member id: (spend, points earned)} over the last `days`, for members with either; two grouped queries."""
+    from django.db.models import Case, DecimalField, F, Q, Sum, When
+
+    from loyalty.models import EntryKind, PointsEntry
+    from members.models import EventKind, MemberEvent
+
+    since = now - timedelta(days=days)
+    spend = dict(
+        MemberEvent.objects.filter(
+            member_id__in=member_ids,
+            kind__in=[EventKind.PURCHASE, EventKind.REFUND],
+            occurred_at__gt=since,
+            occurred_at__lte=now,
+        )
+        .values("member_id")
+        .annotate(
+            spend=Sum(
+                Case(
+                    When(kind=EventKind.REFUND, then=-F("amount")),
+                    default=F("amount"),
+                    output_field=DecimalField(max_digits=14, decimal_places=2),
+                )
+            )
+        )
+        .order_by()
+        .values_list("member_id", "spend")
+    )
+    points = dict(
+        PointsEntry.objects.filter(
+            Q(kind=EntryKind.EARN) | Q(kind=EntryKind.REVERSE, reverses__kind=EntryKind.EARN),
+            member_id__in=member_ids,
+            created_at__gt=since,
+            created_at__lte=now,
+        )
+        .values("member_id")
+        .annotate(points=Sum("amount"))
+        .order_by()
+        .values_list("member_id", "points")
+    )
+    return {
+        member_id: (spend.get(member_id) or Decimal(0), points.get(member_id) or 0)
+        for member_id in spend.keys() | points.keys()
+    }
+
+
+def _upgrade_batch(member_ids: list[int], *, tiers: list[Tier], now: datetime) -> list[TierChange]:
+    """Upgrades of these members (sorted ids); the caller holds a transaction."""
+    statuses = {
+        status.member_id: status
+        for status in MemberTier.objects.select_for_update(of=("self",))
+        .filter(member_id__in=member_ids)
+        .select_related("tier")
+        .order_by("member_id")
+    }
+    periods = sorted({tier.qualifying_period_days for tier in tiers})
+    totals = {days: _qualifying_totals(member_ids, days=days, now=now) for days in periods}
+    nothing = (Decimal(0), 0)
+
+    def best_tier(member_id: int) -> Tier | None:
+        for tier in reversed(tiers):
+            spend, points = totals[tier.qualifying_period_days].get(member_id, nothing)
+            if tier.is_reached(spend=spend, points=points):
+                return tier
+        return None
+
+    def reason(member_id: int, tier: Tier) -> str:
+        spend, points = totals[tier.qualifying_period_days].get(member_id, nothing)
+        return gettext("Qualified: spent %(spend)s yuan and earned %(points)s points in the last %(days)s days.") % {
+            "spend": spend,
+            "points": points,
+            "days": tier.qualifying_period_days,
+        }
+
+    first = {member_id: best_tier(member_id) for member_id in member_ids if member_id not in statuses}
+    first = {member_id: tier for member_id, tier in first.items() if tier is not None}
+    created = _insert_first_tiers(first, now=now)
+    if len(created) < len(first):
+        # Given a first tier concurrently since the lock above: judge them against it.
+        for status in (
+            MemberTier.objects.select_for_update(of=("self",))
+            .filter(member_id__in=sorted(set(first) - created))
+            .select_related("tier")
+            .order_by("member_id")
+        ):
+            statuses[status.member_id] = status
+    changes = [
+        TierChange(
+            member_id=member_id, to_tier=first[member_id], reason=reason(member_id, first[member_id]), created_at=now
+        )
+        for member_id in sorted(created)
+    ]
+    moved = []
+    for member_id, status in statuses.items():
+        tier = best_tier(member_id)
+        if tier is None or tier.rank <= status.tier.rank:
+            continue
+        changes.append(
+            TierChange(
+                member_id=member_id, from_tier=status.tier, to_tier=tier, reason=reason(member_id, tier), created_at=now
+            )
+        )
+        status.tier, status.since, status.valid_until = tier, now, now + timedelta(days=tier.validity_days)
+        status.updated_at = timezone.now()
+        moved.append(status)
+    MemberTier.objects.bulk_update(moved, ["tier", "since", "valid_until", "updated_at"])
+    return TierChange.objects.bulk_create(changes)
+
+
+def _insert_first_tiers(first: dict[int, Tier], *, now: datetime) -> set[int]:
+    """Insert the first tier of these members unless they have one; return those inserted."""
+    if not first:
+        return set()
+    ops = connection.ops
+    table = MemberTier._meta.db_table
+    stamp = ops.adapt_datetimefield_value(timezone.now())
+    rows, params = [], []
+    for member_id in sorted(first):
+        tier = first[member_id]
+        rows.append("(%s, %s, %s, %s, %s, %s)")
+        params += [
+            stamp,
+            stamp,
+            member_id,
+            tier.pk,
+            ops.adapt_datetimefield_value(now),
+            ops.adapt_datetimefield_value(now + timedelta(days=tier.validity_days)),
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (created_at, updated_at, member_id, tier_id, since, valid_until)
+            VALUES {", ".join(rows)}
+            ON CONFLICT (member_id) DO NOTHING
+            RETURNING member_id
+            """,
+            params,
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _locked_status(member: Member) -> MemberTier | None:
@@ -138,12 +283,21 @@ def _reached_rank(member_ids: list[int], *, tiers: list[Tier], now: datetime) ->
         if tier.counts_spend:
             spend_ok = set(
                 MemberEvent.objects.filter(
-                    member_id__in=member_ids, kind__in=[EventKind.PURCHASE, EventKind.REFUND],
-                    occurred_at__gt=since, occurred_at__lte=now,
+                    member_id__in=member_ids,
+                    kind__in=[EventKind.PURCHASE, EventKind.REFUND],
+                    occurred_at__gt=since,
+                    occurred_at__lte=now,
                 )
                 .values("member_id")
-                .annotate(spend=Sum(Case(When(kind=EventKind.REFUND, then=-F("amount")), default=F("amount"),
-                                         output_field=DecimalField(max_digits=14, decimal_places=2))))
+                .annotate(
+                    spend=Sum(
+                        Case(
+                            When(kind=EventKind.REFUND, then=-F("amount")),
+                            default=F("amount"),
+                            output_field=DecimalField(max_digits=14, decimal_places=2),
+                        )
+                    )
+                )
                 .filter(spend__gte=tier.min_spend)
                 .values_list("member_id", flat=True)
             )
@@ -151,7 +305,9 @@ def _reached_rank(member_ids: list[int], *, tiers: list[Tier], now: datetime) ->
             points_ok = set(
                 PointsEntry.objects.filter(
                     Q(kind=EntryKind.EARN) | Q(kind=EntryKind.REVERSE, reverses__kind=EntryKind.EARN),
-                    member_id__in=member_ids, created_at__gt=since, created_at__lte=now,
+                    member_id__in=member_ids,
+                    created_at__gt=since,
+                    created_at__lte=now,
                 )
                 .values("member_id")
                 .annotate(points=Sum("amount"))
@@ -175,8 +331,10 @@ def _review_batch(member_ids: list[int], *, tiers: list[Tier], now: datetime, gr
 
     by_rank = {tier.rank: tier for tier in tiers}
     statuses = list(
-        MemberTier.objects.select_for_update().filter(member_id__in=member_ids, valid_until__lte=now)
-        .select_related("tier").order_by("member_id")
+        MemberTier.objects.select_for_update()
+        .filter(member_id__in=member_ids, valid_until__lte=now)
+        .select_related("tier")
+        .order_by("member_id")
     )
     reached = _reached_rank([status.member_id for status in statuses], tiers=tiers, now=now)
     notices = {
@@ -200,15 +358,29 @@ def _review_batch(member_ids: list[int], *, tiers: list[Tier], now: datetime, gr
         if notice is None:
             downgrade_on = now + grace
             message = gettext("You will drop to %(tier)s on %(date)s unless you qualify again.") % {
-                "tier": lower.name, "date": date_format(timezone.localtime(downgrade_on), "DATE_FORMAT")}
-            new_notices.append(TierDowngradeNotice(member_id=status.member_id, from_tier=status.tier, to_tier=lower,
-                                                   message=message, downgrade_on=downgrade_on, created_at=now))
+                "tier": lower.name,
+                "date": date_format(timezone.localtime(downgrade_on), "DATE_FORMAT"),
+            }
+            new_notices.append(
+                TierDowngradeNotice(
+                    member_id=status.member_id,
+                    from_tier=status.tier,
+                    to_tier=lower,
+                    message=message,
+                    downgrade_on=downgrade_on,
+                    created_at=now,
+                )
+            )
             counts["warned"] += 1
         elif notice.downgrade_on <= now:
             reason = gettext("Review: the qualifying rule of %(tier)s was no longer met after the grace period.") % {
-                "tier": status.tier.name}
-            changes.append(TierChange(member_id=status.member_id, from_tier=status.tier, to_tier=lower,
-                                      reason=reason, created_at=now))
+                "tier": status.tier.name
+            }
+            changes.append(
+                TierChange(
+                    member_id=status.member_id, from_tier=status.tier, to_tier=lower, reason=reason, created_at=now
+                )
+            )
             status.tier, status.since = lower, now
             status.valid_until = now + timedelta(days=lower.validity_days)
             changed.append(status)

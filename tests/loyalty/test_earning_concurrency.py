@@ -44,3 +44,22 @@ def test_overlapping_earn_batches_and_redemptions_at_once_earn_each_event_once()
     for member in members:
         assert sum(PointsEntry.objects.filter(member=member, kind="earn").values_list("amount", flat=True)) == 60
         assert_ledger_consistent(member.pk)
+
+
+def test_parallel_tier_upgrades_of_the_same_members_record_each_change_once():
+    from loyalty.models import MemberTier, TierChange
+    from loyalty.services import tiers_upgrade_if_qualified
+
+    members = MemberFactory.create_batch(8)
+    now = timezone.now()
+    for member in members:
+        MemberEventFactory(member=member, amount=Decimal("2500"), occurred_at=now)
+    ids = [member.pk for member in members]
+
+    # Different orders and overlapping slices, from eight connections at once.
+    results = in_parallel(8, lambda index: tiers_upgrade_if_qualified(member_ids=(ids[index:] + ids[:index])[:6]))
+
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert set(MemberTier.objects.values_list("tier__code", flat=True)) == {"gold"}
+    assert MemberTier.objects.count() == 8
+    assert Counter(TierChange.objects.values_list("member_id", flat=True)) == Counter(ids)

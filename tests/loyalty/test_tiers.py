@@ -153,3 +153,33 @@ def test_a_member_tier_page_shows_progress_and_history(client, auditor, member, 
     assert page.status_code == 200
     assert "Spend 2000 more yuan to reach 黄金." in page.text
     assert "opening offer" in page.text
+
+
+def test_upgrades_for_many_members_take_a_fixed_number_of_queries(now, django_assert_max_num_queries):
+    from loyalty.services import tiers_upgrade_if_qualified
+    from tests.factories import MemberFactory
+
+    members = MemberFactory.create_batch(30)
+    gold, silver, stays, newcomer = members[:10], members[10:20], members[20:29], members[29]
+    for member in gold:
+        spend(member, "2500", now - timedelta(days=2))
+    for member in silver:
+        tier_assign(member=member, tier=tier("bronze"), reason="opening", now=now - timedelta(days=30))
+        spend(member, "600", now - timedelta(days=2))
+    for member in stays:
+        tier_assign(member=member, tier=tier("gold"), reason="campaign", now=now - timedelta(days=30))
+        spend(member, "600", now - timedelta(days=2))
+
+    # Locks, two totals, the first-tier insert, the bulk update and the history: not per member.
+    with django_assert_max_num_queries(10):
+        moved = tiers_upgrade_if_qualified(member_ids=[m.pk for m in members], now=now)
+
+    assert moved == 10 + 10 + 1
+    codes = dict(MemberTier.objects.values_list("member_id", "tier__code"))
+    assert {codes[m.pk] for m in gold} == {"gold"}
+    assert {codes[m.pk] for m in silver} == {"silver"}
+    assert {codes[m.pk] for m in stays} == {"gold"}  # never down
+    assert codes[newcomer.pk] == "bronze"
+    change = TierChange.objects.get(member=silver[0], to_tier__code="silver")
+    assert (change.from_tier.code, "600" in change.reason) == ("bronze", True)
+    assert tiers_upgrade_if_qualified(member_ids=[m.pk for m in members], now=now) == 0
