@@ -95,8 +95,11 @@ class Submission(BaseModel):
             ),
         ]
         indexes = [
-            # The moderation queue: one status (and flagged first), newest or oldest first.
-            models.Index(fields=["status", "-flagged", "-id"], name="ugc_submission_queue_idx"),
+            # The moderation queue: one status, newest first; and the flagged ones still waiting.
+            models.Index(fields=["status", "-id"], name="ugc_submission_status_idx"),
+            models.Index(
+                fields=["-id"], condition=Q(flagged=True, status="pending"), name="ugc_submission_flagged_idx"
+            ),
             models.Index(fields=["member", "-id"], name="ugc_submission_member_idx"),
             models.Index(fields=["-featured_at"], condition=Q(featured=True), name="ugc_submission_featured_idx"),
         ]

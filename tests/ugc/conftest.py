@@ -2,8 +2,8 @@ import pytest
 from celery import current_app
 
 from campaigns.ugc import services
-from campaigns.ugc.services import submissions as submission_services
 from campaigns.ugc.models import SubmissionKind
+from campaigns.ugc.services import submissions as submission_services
 from loyalty.models import EarnRule, EarnRuleKind
 from tests.factories import MemberFactory
 

@@ -35,8 +35,9 @@ def option(poll, label):
 
 
 def vote(poll, label, member=None):
-    return services.poll_vote(poll_id=poll.pk, option_id=option(poll, label).pk, member=member or MemberFactory(),
-                              source="mini_program")
+    return services.poll_vote(
+        poll_id=poll.pk, option_id=option(poll, label).pk, member=member or MemberFactory(), source="mini_program"
+    )
 
 
 def test_a_draft_poll_needs_two_options_to_open():
