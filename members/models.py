@@ -27,6 +27,11 @@ class Channel(models.TextChoices):
     OTHER = "other", _("Other")
 
 
+def _window_count(verbose_name) -> models.IntegerField:
+    """A windowed count on Member (below): kept by ingest and the layer runs, never edited."""
+    return models.IntegerField(verbose_name, default=0, db_default=0, editable=False)
+
+
 class Member(BaseModel):
     # NULL, not "": members without a number must not collide under member_external_id_unique.
     external_id = models.CharField(  # noqa: DJ001
@@ -71,26 +76,23 @@ class Member(BaseModel):
     # Windowed figures (issue 4), kept current at ingest by the same UPDATE as the rollups above:
     # the events since the starts recorded in EventWindows (members/services/windows.py moves
     # the starts forward, subtracting the events that leave; the nightly rollup rebuild
-    # recomputes them exactly). Never indexed: ingest writes them, nothing filters on them.
-    window_orders = models.IntegerField(_("orders in the RFM window"), default=0, editable=False)
+    # recomputes them exactly). Never indexed: ingest writes them, nothing filters on them. Database
+    # defaults too, so that set-based INSERTs naming only the member's own columns keep working.
+    window_orders = _window_count(_("orders in the RFM window"))
     window_spent = models.DecimalField(
-        _("spend in the RFM window (yuan)"), max_digits=14, decimal_places=2, default=0, editable=False
+        _("spend in the RFM window (yuan)"), max_digits=14, decimal_places=2, default=0, db_default=0, editable=False
     )
     window_first_purchase_at = models.DateTimeField(
         _("first purchase in the RFM window"), null=True, blank=True, editable=False
     )
-    trend_orders = models.IntegerField(_("orders in the trend period"), default=0, editable=False)
-    live_watches = models.IntegerField(_("live streams watched in the fan period"), default=0, editable=False)
-    interactions_view = models.IntegerField(_("views in the preference period"), default=0, editable=False)
-    interactions_like = models.IntegerField(_("likes in the preference period"), default=0, editable=False)
-    interactions_comment = models.IntegerField(_("comments in the preference period"), default=0, editable=False)
-    interactions_share = models.IntegerField(_("shares in the preference period"), default=0, editable=False)
-    interactions_live_watch = models.IntegerField(
-        _("live-stream watches in the preference period"), default=0, editable=False
-    )
-    interactions_article_read = models.IntegerField(
-        _("article reads in the preference period"), default=0, editable=False
-    )
+    trend_orders = _window_count(_("orders in the trend period"))
+    live_watches = _window_count(_("live streams watched in the fan period"))
+    interactions_view = _window_count(_("views in the preference period"))
+    interactions_like = _window_count(_("likes in the preference period"))
+    interactions_comment = _window_count(_("comments in the preference period"))
+    interactions_share = _window_count(_("shares in the preference period"))
+    interactions_live_watch = _window_count(_("live-stream watches in the preference period"))
+    interactions_article_read = _window_count(_("article reads in the preference period"))
 
     tags = models.ManyToManyField("Tag", through="MemberTag", related_name="members", verbose_name=_("tags"))
 

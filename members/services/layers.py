@@ -860,6 +860,7 @@ def _windows_advance(ctx: Context, *, progress: Progress | None = None) -> list[
     figures the move changed."""
     _checkpoint(ctx.run, step="event windows", progress=progress)
     result = event_windows_advance(now=ctx.now, settings_row=ctx.settings)
+    _checkpoint(ctx.run, step="event windows", progress=progress)
     if result.rebuilt:
         logger.info("layer run %s rebuilt the event windows", ctx.run.pk)
     return result.members
