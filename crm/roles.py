@@ -67,6 +67,13 @@ _OPERATOR = [
     "campaigns.view_campaigntransition",
     "campaigns.view_delivery",
     "campaigns.view_outboxsettings",
+    # Health dashboard (issue 7): operators watch it and close its suggested tasks; supervisors
+    # set targets and alarm limits and acknowledge or resolve alarms.
+    "health.view_healthsettings",
+    "health.view_healthsnapshot",
+    "health.view_alarm",
+    "health.view_dashboardtask",
+    "health.change_dashboardtask",
     # Member content and co-creation polls (issue 7): operators moderate and run polls;
     # supervisors keep the sensitive-word list and close polls (which rewards the winner).
     "ugc.view_submission",
@@ -120,6 +127,8 @@ _SUPERVISOR = _OPERATOR + [
     "crm.change_partnerapikey",
     "campaigns.approve_campaign",
     "campaigns.change_outboxsettings",
+    "health.change_healthsettings",
+    "health.acknowledge_alarm",
     "ugc.add_sensitiveword",
     "ugc.change_sensitiveword",
     "ugc.delete_sensitiveword",
@@ -170,6 +179,10 @@ _AUDITOR = [
     "ugc.view_poll",
     "ugc.view_polloption",
     "ugc.view_pollvote",
+    "health.view_healthsettings",
+    "health.view_healthsnapshot",
+    "health.view_alarm",
+    "health.view_dashboardtask",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

@@ -119,6 +119,32 @@ SCHEDULES: list[Schedule] = [
         "campaigns and disabled channels are left waiting.",
         expires=120,
     ),
+    Schedule(
+        name="Take the daily health snapshot",
+        task="crm.health.tasks.take_health_snapshot",
+        crontab={"minute": "40", "hour": "0"},
+        description="Computes the health dashboard's indicators (activity, LTV, open rate, check-in streaks, "
+        "group exits, complaints, points liability, SLA breaches) for the day that just ended. Runs after "
+        "points expiry, so the liability is that of the new day.",
+        expires=6 * 3600,
+    ),
+    Schedule(
+        name="Check community health alarms (hourly)",
+        task="crm.health.tasks.check_community_alarms",
+        crontab={"minute": "5"},
+        description="Quiet groups (suggests a topic day), rising complaints (alerts the service lead, opens a "
+        "crisis ticket draft), high group exits (pauses running promotions). Each alarm is raised once per "
+        "episode; limits are in the health settings.",
+        expires=1800,
+    ),
+    Schedule(
+        name="Check failing channels",
+        task="crm.health.tasks.check_channel_alarms",
+        crontab={"minute": "*/5"},
+        description="A channel whose gateway fails too many send attempts switches to the fallback channel set "
+        "on it, and the service lead is alerted.",
+        expires=240,
+    ),
 ]
 
 
