@@ -89,6 +89,16 @@ _OPERATOR = [
     "ugc.change_polloption",
     "ugc.delete_polloption",
     "ugc.view_pollvote",
+    # Crisis desk (issue 7): operators open and work tickets (Tell, Time, request compensation);
+    # supervisors approve compensation and set the 3T deadlines; auditors read.
+    "desk.view_ticket",
+    "desk.add_ticket",
+    "desk.change_ticket",
+    "desk.view_ticketevent",
+    "desk.view_ticketmember",
+    "desk.view_slapolicy",
+    "desk.view_desksettings",
+    "desk.view_desk_reports",
 ]
 
 _SUPERVISOR = _OPERATOR + [
@@ -133,6 +143,9 @@ _SUPERVISOR = _OPERATOR + [
     "ugc.change_sensitiveword",
     "ugc.delete_sensitiveword",
     "ugc.close_poll",
+    "desk.approve_compensation",
+    "desk.change_slapolicy",
+    "desk.change_desksettings",
 ]
 
 _AUDITOR = [
@@ -183,6 +196,12 @@ _AUDITOR = [
     "health.view_healthsnapshot",
     "health.view_alarm",
     "health.view_dashboardtask",
+    "desk.view_ticket",
+    "desk.view_ticketevent",
+    "desk.view_ticketmember",
+    "desk.view_slapolicy",
+    "desk.view_desksettings",
+    "desk.view_desk_reports",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

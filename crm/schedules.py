@@ -145,6 +145,15 @@ SCHEDULES: list[Schedule] = [
         "on it, and the service lead is alerted.",
         expires=240,
     ),
+    Schedule(
+        name="Escalate crisis tickets (3T clocks)",
+        task="crm.desk.tasks.escalate_tickets",
+        crontab={"minute": "*"},
+        description="Checks the Tell, Time and Trust clocks of open crisis tickets: e-mails the owner when a clock "
+        "is close to its deadline, and the supervisors when it is missed, recording each warning and breach "
+        "once on the ticket's timeline.",
+        expires=50,
+    ),
 ]
 
 
