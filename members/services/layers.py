@@ -376,57 +376,56 @@ def _score_case(key: str, cuts: list[list], prefix: str) -> tuple[str, dict]:
     return f"CASE WHEN frequency = 0 THEN 1 {' '.join(branches)} ELSE 1 END", params
 
 
-def _draft_scores(ctx: Context, scope: Scope, cut_points: dict) -> None:
-    draft_scope, scope_params = scope.sql("member_id")
-    params = ctx.params(**scope_params)
-    cases = {}
+def _score_cases(cut_points: dict) -> tuple[dict[str, str], dict]:
+    """SQL for the R, F and M scores of a draft row from the run's cut points."""
+    cases, params = {}, {}
     for name, key in _SCORE_KEYS.items():
         case, case_params = _score_case(key, cut_points.get(name, []), f"cut_{name}_")
         cases[name] = case
         params.update(case_params)
-    # One pass: each draft row is rewritten once, the composite from the same expressions.
-    _execute(
-        f"""UPDATE {DRAFT} SET r_score = {cases["r"]}, f_score = {cases["f"]}, m_score = {cases["m"]},
-                rfm_score = ({cases["r"]}) + ({cases["f"]}) + ({cases["m"]})
-            WHERE run_id = %(run)s AND {draft_scope}""",
-        params,
-    )
+    return cases, params
 
 
-def layer_cut_points(*, run_id: int, high_percent: int, potential_percent: int) -> dict[str, int | None]:
+def layer_cut_points(
+    *, run_id: int, high_percent: int, potential_percent: int, rfm_cuts: dict
+) -> dict[str, int | None]:
     """Lowest RFM score of the high-value and potential layers.
 
     Members are ranked by RFM score, highest first, ties sharing a rank; rank r of N is in the
     high-value layer when (r - 1) / N < high%, in the potential layer when below high% +
     potential%. Members without a purchase in the window rank last and are always edge.
+    The composite is computed from the R, F and M cut points and only counted (one GROUP BY
+    over the drafts, a dozen rows back): the scores themselves are written once, later.
     """
-    key = "CASE WHEN frequency = 0 THEN 0 ELSE rfm_score END"
+    cases, params = _score_cases(rfm_cuts)
+    key = f"CASE WHEN frequency = 0 THEN 0 ELSE ({cases['r']}) + ({cases['f']}) + ({cases['m']}) END"
     rows = _fetchall(
-        f"""
-        SELECT layer, MIN(k) FROM (
-            SELECT k, CASE WHEN (rk - 1) * 100 < %(high)s * n THEN 'high'
-                           WHEN (rk - 1) * 100 < %(both)s * n THEN 'potential' ELSE 'edge' END AS layer
-            FROM (SELECT {key} AS k, RANK() OVER (ORDER BY {key} DESC) AS rk, COUNT(*) OVER () AS n
-                  FROM {DRAFT} WHERE run_id = %(run)s) ranked
-            WHERE k > 0
-        ) layered GROUP BY layer
-        """,
-        {"run": run_id, "high": high_percent, "both": high_percent + potential_percent},
+        f"SELECT {key} AS k, COUNT(*) FROM {DRAFT} WHERE run_id = %(run)s GROUP BY {key}",
+        {"run": run_id, **params},
     )
-    found = {layer: int(low) for layer, low in rows}
+    total = sum(count for _key, count in rows)
+    found: dict[str, int] = {}
+    better = 0  # members with a higher composite: rank - 1
+    for composite, count in sorted(rows, key=lambda row: -row[0]):
+        if composite > 0:
+            if better * 100 < high_percent * total:
+                found["high"] = int(composite)
+            elif better * 100 < (high_percent + potential_percent) * total:
+                found["potential"] = int(composite)
+        better += count
     return {"high": found.get("high"), "potential": found.get("potential")}
 
 
 # Phase 3: layer, stage, churn ---------------------------------------------------------------
 
 
-def _layer_and_stage_sql(ctx: Context, layer_cuts: dict) -> tuple[str, str, dict]:
+def _layer_and_stage_sql(ctx: Context, layer_cuts: dict, composite: str) -> tuple[str, str, dict]:
     s = ctx.settings
     branches = []
     if layer_cuts.get("high") is not None:
-        branches.append(f"WHEN rfm_score >= %(layer_high)s THEN '{ValueLayer.HIGH}'")
+        branches.append(f"WHEN {composite} >= %(layer_high)s THEN '{ValueLayer.HIGH}'")
     if layer_cuts.get("potential") is not None:
-        branches.append(f"WHEN rfm_score >= %(layer_potential)s THEN '{ValueLayer.POTENTIAL}'")
+        branches.append(f"WHEN {composite} >= %(layer_potential)s THEN '{ValueLayer.POTENTIAL}'")
     layer = f"CASE WHEN frequency = 0 THEN '{ValueLayer.EDGE}' {' '.join(branches)} ELSE '{ValueLayer.EDGE}' END"
     # First matching rule wins. Activity is any kind but leaving a group (ACTIVE_KINDS): a member
     # who buys less but reads or watches daily stays active. Silent is judged on three
@@ -485,11 +484,18 @@ def fit_churn_model(*, run_id: int, seed: int = 0):
         return None
 
 
-def _draft_churn_model(ctx: Context, scope: Scope, params) -> None:
+def _predictions(ctx: Context, scope: Scope, params) -> tuple[str, dict] | None:
+    """P(alive) and expected purchases of the scope's buyers (BG/NBD, vectorized), as a row
+    source (id, p, e30, e90) for the UPDATE that finishes the drafts; None without a model.
+
+    The values travel as a few array parameters (PostgreSQL, unnest) or one JSON document
+    (SQLite, json_each), never as one placeholder per value: the driver's query conversion
+    grows with the placeholders and cost more than the update itself.
+    """
     from members import churn_model
 
     if params is None:
-        return
+        return None
     draft_scope, scope_params = scope.sql("member_id")
     rows = _fetchall(
         f"""SELECT member_id, frequency - 1, {_T_X}, first_purchase_days
@@ -498,52 +504,35 @@ def _draft_churn_model(ctx: Context, scope: Scope, params) -> None:
         ctx.params(**scope_params),
     )
     if not rows:
-        return
+        return None
     data = np.asarray(rows, dtype=float)
     # A first purchase today gives T = 0, where the model is undefined: count it as half a day.
     age = np.maximum(data[:, 3], 0.5)
     prediction = churn_model.predict(
         params=params, frequency=data[:, 1], recency=np.minimum(data[:, 2], age), T=age, horizons_days=(30, 90)
     )
-    _write_predictions(
-        ctx,
-        member_ids=data[:, 0].astype(np.int64),
-        p_alive=np.round(prediction.p_alive, 6),
-        e30=np.round(prediction.expected[0], 6),
-        e90=np.round(prediction.expected[1], 6),
-    )
-
-
-def _write_predictions(ctx: Context, *, member_ids, p_alive, e30, e90) -> None:
-    """Write per-member predictions back in one UPDATE … FROM, whatever their number.
-
-    The values travel as a few array parameters (PostgreSQL, unnest) or one JSON document
-    (SQLite, json_each), never as one placeholder per value: the driver's query conversion
-    grows with the placeholders and cost more than the update itself.
-    """
-    set_clause = "p_alive = v.p, expected_purchases_30d = v.e30, expected_purchases_90d = v.e90"
+    member_ids = data[:, 0].astype(np.int64).tolist()
+    p_alive = np.round(prediction.p_alive, 6).tolist()
+    e30 = np.round(prediction.expected[0], 6).tolist()
+    e90 = np.round(prediction.expected[1], 6).tolist()
     if _pg():
         source = (
             "SELECT unnest(%(ids)s::bigint[]) AS id, unnest(%(p)s::float8[]) AS p, "
             "unnest(%(e30)s::float8[]) AS e30, unnest(%(e90)s::float8[]) AS e90"
         )
-        params = {"ids": member_ids.tolist(), "p": p_alive.tolist(), "e30": e30.tolist(), "e90": e90.tolist()}
-    else:
-        source = (
-            "SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS p, "
-            "json_extract(value, '$[2]') AS e30, json_extract(value, '$[3]') AS e90 FROM json_each(%(rows)s)"
-        )
-        rows = zip(member_ids.tolist(), p_alive.tolist(), e30.tolist(), e90.tolist(), strict=True)
-        params = {"rows": json.dumps(list(rows))}
-    _execute(
-        f"UPDATE {DRAFT} SET {set_clause} FROM ({source}) AS v "
-        f"WHERE {DRAFT}.run_id = %(run)s AND {DRAFT}.member_id = v.id",
-        {**params, "run": ctx.run.pk},
+        return source, {"ids": member_ids, "p": p_alive, "e30": e30, "e90": e90}
+    source = (
+        "SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS p, "
+        "json_extract(value, '$[2]') AS e30, json_extract(value, '$[3]') AS e90 FROM json_each(%(rows)s)"
     )
+    return source, {"rows": json.dumps(list(zip(member_ids, p_alive, e30, e90, strict=True)))}
 
 
-def _draft_classify(ctx: Context, scope: Scope, layer_cuts: dict) -> None:
-    """Value layer, lifecycle stage, purchase trend, churn risk 0-100 and its reasons: one UPDATE.
+def _draft_classify(
+    ctx: Context, scope: Scope, rfm_cuts: dict, layer_cuts: dict, predictions: tuple[str, dict] | None
+) -> None:
+    """R, F, M and RFM scores, value layer, lifecycle stage, P(alive) and expected purchases,
+    purchase trend, churn risk 0-100 and its reasons: one UPDATE, each draft row rewritten once.
 
     Churn risk:
 
@@ -554,7 +543,16 @@ def _draft_classify(ctx: Context, scope: Scope, layer_cuts: dict) -> None:
     """
     s = ctx.settings
     draft_scope, scope_params = scope.sql(f"{DRAFT}.member_id")
-    layer, stage, params = _layer_and_stage_sql(ctx, layer_cuts)
+    cases, case_params = _score_cases(rfm_cuts)
+    composite = f"(({cases['r']}) + ({cases['f']}) + ({cases['m']}))"
+    layer, stage, params = _layer_and_stage_sql(ctx, layer_cuts, composite)
+    params.update(case_params)
+    source = f"{MEMBER} m"
+    p_alive, e30, e90 = "NULL", "NULL", "NULL"
+    if predictions is not None:
+        source += f" LEFT JOIN ({predictions[0]}) v ON v.id = m.id"
+        params.update(predictions[1])
+        p_alive, e30, e90 = "v.p", "v.e30", "v.e90"
     trend = s.trend_days
     params.update(
         ar=s.at_risk_days,
@@ -574,15 +572,15 @@ def _draft_classify(ctx: Context, scope: Scope, layer_cuts: dict) -> None:
                         THEN CAST({drop} AS INTEGER) END)"""
     inactivity = """CASE WHEN inactive_days < %(ar)s THEN 0 WHEN inactive_days >= %(silent)s THEN 80
                      ELSE 40 + 40 * (inactive_days - %(ar)s) / %(span)s END"""
-    low_alive = "p_alive IS NOT NULL AND p_alive * 100 < %(low_alive)s"
+    low_alive = f"{p_alive} IS NOT NULL AND {p_alive} * 100 < %(low_alive)s"
     buying = f"""(CASE WHEN {drop_pct} IS NULL THEN 0 ELSE 20 * {drop_pct} / 100 END
-                  + CASE WHEN {low_alive} THEN CAST(30 * (1 - p_alive) AS INTEGER) ELSE 0 END)"""
+                  + CASE WHEN {low_alive} THEN CAST(30 * (1 - {p_alive}) AS INTEGER) ELSE 0 END)"""
     buying = f"CASE WHEN inactive_days < %(ar)s THEN {buying} / 2 ELSE {buying} END"
     risk = f"({inactivity} + {buying} + CASE WHEN points_expiring THEN 10 ELSE 0 END)"
     entries = [
         ("inactive_days", "CASE WHEN inactive_days >= %(ar)s THEN inactive_days END"),
         ("purchase_drop_pct", drop_pct),
-        ("p_alive_pct", f"CASE WHEN {low_alive} THEN CAST(ROUND(p_alive * 100) AS INTEGER) END"),
+        ("p_alive_pct", f"CASE WHEN {low_alive} THEN CAST(ROUND({p_alive} * 100) AS INTEGER) END"),
         ("points_expiring", "CASE WHEN points_expiring THEN 1 END"),
     ]
     pairs = ", ".join(f"'{key}', {value}" for key, value in entries)
@@ -591,11 +589,14 @@ def _draft_classify(ctx: Context, scope: Scope, layer_cuts: dict) -> None:
         f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if _pg() else f"json_patch('{{}}', json_object({pairs}))"
     )
     # Each draft row is rewritten once; inside one UPDATE every SET reads the row's old values,
-    # so the purchase trend is spelled out where the risk and the reasons use it.
+    # so the scores and the purchase trend are spelled out where the layer, the risk and the
+    # reasons use them.
     _execute(
-        f"""UPDATE {DRAFT} SET value_layer = {layer}, lifecycle_stage = {stage}, purchase_drop_pct = {drop_pct},
-                churn_risk = {_least(risk, "100")}, churn_reasons = {reasons}
-            FROM {MEMBER} m
+        f"""UPDATE {DRAFT} SET r_score = {cases["r"]}, f_score = {cases["f"]}, m_score = {cases["m"]},
+                rfm_score = {composite}, value_layer = {layer}, lifecycle_stage = {stage},
+                p_alive = {p_alive}, expected_purchases_30d = {e30}, expected_purchases_90d = {e90},
+                purchase_drop_pct = {drop_pct}, churn_risk = {_least(risk, "100")}, churn_reasons = {reasons}
+            FROM {source}
             WHERE m.id = {DRAFT}.member_id AND {DRAFT}.run_id = %(run)s AND {draft_scope}""",
         params,
     )
@@ -816,7 +817,7 @@ def layers_recompute_full(
         ctx = Context(run=run, settings=LayerSettings.load(), now=now or timezone.now())
         _windows_advance(ctx, progress=progress)
         scopes = _scopes_for_ranges(range_size or RANGE_SIZE)
-        run.total = 3 * len(scopes) + 3
+        run.total = 2 * len(scopes) + 3
         LayerJobRun.objects.filter(pk=run.pk).update(total=run.total)
         for scope in scopes:
             with transaction.atomic():
@@ -824,14 +825,11 @@ def layers_recompute_full(
             _checkpoint(run, step="raw figures", advance=1, progress=progress)
         cut_points = rfm_cut_points(run_id=run.pk, buckets=ctx.settings.score_buckets)
         _checkpoint(run, step="score cut points", advance=1, progress=progress)
-        for scope in scopes:
-            with transaction.atomic():
-                _draft_scores(ctx, scope, cut_points)
-            _checkpoint(run, step="RFM scores", advance=1, progress=progress)
         layer_cuts = layer_cut_points(
             run_id=run.pk,
             high_percent=ctx.settings.high_value_percent,
             potential_percent=ctx.settings.potential_percent,
+            rfm_cuts=cut_points,
         )
         model = fit_churn_model(run_id=run.pk)
         run.cut_points = {"rfm": cut_points, "layers": layer_cuts}
@@ -839,7 +837,7 @@ def layers_recompute_full(
         LayerJobRun.objects.filter(pk=run.pk).update(cut_points=run.cut_points, model_params=run.model_params)
         _checkpoint(run, step="layers and churn model", advance=1, progress=progress)
         for scope in scopes:
-            _draft_finish(ctx, scope, layer_cuts, model)
+            _draft_finish(ctx, scope, cut_points, layer_cuts, model)
             _checkpoint(run, step="stages and churn risk", advance=1, progress=progress)
         _publish(ctx)
         if progress is not None:
@@ -866,16 +864,15 @@ def _windows_advance(ctx: Context, *, progress: Progress | None = None) -> list[
     return result.members
 
 
-def _draft_finish(ctx: Context, scope: Scope, layer_cuts: dict, model) -> None:
+def _draft_finish(ctx: Context, scope: Scope, rfm_cuts: dict, layer_cuts: dict, model) -> None:
     with transaction.atomic():
-        _draft_churn_model(ctx, scope, model)
-        _draft_classify(ctx, scope, layer_cuts)
+        _draft_classify(ctx, scope, rfm_cuts, layer_cuts, _predictions(ctx, scope, model))
 
 
 # Fan-out over Celery workers -------------------------------------------------------------------
 
-FANOUT_PHASES = ("raw", "scores", "finish")
-_PHASE_STEPS = {"raw": "raw figures", "scores": "RFM scores", "finish": "stages and churn risk"}
+FANOUT_PHASES = ("raw", "finish")
+_PHASE_STEPS = {"raw": "raw figures", "finish": "stages and churn risk"}
 
 
 def layers_recompute_full_fanout(
@@ -896,7 +893,7 @@ def layers_recompute_full_fanout(
         _run_fail(run, error)
         raise
     ranges = [[scope.first, scope.last] for scope in _scopes_for_ranges(range_size or RANGE_SIZE)]
-    run.total = 3 * len(ranges) + 3
+    run.total = 2 * len(ranges) + 3
     run.cut_points = {"ranges": ranges}
     LayerJobRun.objects.filter(pk=run.pk).update(total=run.total, cut_points=run.cut_points)
     if not ranges:
@@ -944,17 +941,14 @@ def layers_recompute_range(*, run_id: int, phase: str, first: int, last: int) ->
         if phase == "raw":
             with transaction.atomic():
                 _draft_raw(ctx, scope)
-        elif phase == "scores":
-            with transaction.atomic():
-                _draft_scores(ctx, scope, run.cut_points["rfm"])
         else:
             from members.churn_model import BgNbdParams
 
             model = BgNbdParams.from_dict(run.model_params) if run.model_params else None
-            _draft_finish(ctx, scope, run.cut_points["layers"], model)
+            _draft_finish(ctx, scope, run.cut_points["rfm"], run.cut_points["layers"], model)
         done = _advance(run, step=_PHASE_STEPS[phase])
         ranges = len(run.cut_points["ranges"])
-        if done == {"raw": ranges, "scores": 2 * ranges + 1, "finish": 3 * ranges + 2}[phase]:
+        if done == {"raw": ranges, "finish": 2 * ranges + 2}[phase]:
             _fanout_global_step(run, phase)
     except BaseException as error:
         _run_fail(run, error)
@@ -969,12 +963,11 @@ def _fanout_global_step(run: LayerJobRun, phase: str) -> None:
         run.cut_points["rfm"] = rfm_cut_points(run_id=run.pk, buckets=ctx.settings.score_buckets)
         LayerJobRun.objects.filter(pk=run.pk).update(cut_points=run.cut_points)
         _advance(run, step="score cut points")
-        _fanout_dispatch(run, "scores")
-    elif phase == "scores":
         run.cut_points["layers"] = layer_cut_points(
             run_id=run.pk,
             high_percent=ctx.settings.high_value_percent,
             potential_percent=ctx.settings.potential_percent,
+            rfm_cuts=run.cut_points["rfm"],
         )
         model = fit_churn_model(run_id=run.pk)
         run.model_params = model.as_dict() if model is not None else {}
@@ -1074,8 +1067,7 @@ def layers_recompute_incremental(
         for scope in scopes:
             with transaction.atomic():
                 _draft_raw(ctx, scope)
-                _draft_scores(ctx, scope, rfm_cuts)
-            _draft_finish(ctx, scope, layer_cuts, model)
+                _draft_classify(ctx, scope, rfm_cuts, layer_cuts, _predictions(ctx, scope, model))
             _checkpoint(run, step="changed members", advance=1, progress=progress)
         _publish(ctx)
         if progress is not None:
