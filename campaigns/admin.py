@@ -19,6 +19,7 @@ from campaigns.models import (
     ChannelConfig,
     Delivery,
     InAppMessage,
+    JourneyStep,
     MessageTemplate,
     OutboxSettings,
 )
@@ -47,7 +48,7 @@ SAMPLE_MEMBER = Member(name="欧阳娜娜娜", external_id="M000000000", city="�
 class MessageTemplateForm(forms.ModelForm):
     class Meta:
         model = MessageTemplate
-        fields = ("variant", "channel", "language", "subject", "body")
+        fields = ("variant", "step", "channel", "language", "subject", "body")
         widgets = {"body": forms.Textarea(attrs={"rows": 4, "cols": 60})}
 
     def clean(self):
@@ -90,6 +91,19 @@ class CampaignVariantInline(admin.TabularInline):
     has_delete_permission = has_change_permission
 
 
+class JourneyStepInline(admin.TabularInline):
+    model = JourneyStep
+    extra = 0
+    fields = ("key", "value", "tier", "offer_points", "coupon_batch", "badge", "is_active")
+    raw_id_fields = ("coupon_batch", "badge")
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and (obj is None or obj.status in EDITABLE_STATUSES)
+
+    has_add_permission = has_change_permission
+    has_delete_permission = has_change_permission
+
+
 class CampaignTransitionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = CampaignTransition
     fields = ("at", "action", "from_status", "to_status", "actor", "note")
@@ -103,15 +117,15 @@ class CampaignAdmin(BaseModelAdmin):
     list_filter = ("status", "kind", "channel", "category")
     list_select_related = ("segment",)
     search_fields = ("name",)
-    raw_id_fields = ("segment",)
-    inlines = (CampaignVariantInline, MessageTemplateInline, CampaignTransitionInline)
+    raw_id_fields = ("segment", "coupon_batch")
+    inlines = (CampaignVariantInline, JourneyStepInline, MessageTemplateInline, CampaignTransitionInline)
     readonly_fields = ("status", "outbox_summary", "results")
     fieldsets = (
         (None, {"fields": ("name", "kind", "status", "category")}),
         (_("Audience"), {"fields": ("segment", "member_numbers")}),
         (_("Schedule (Asia/Shanghai)"), {"fields": ("starts_at", "ends_at", "send_time")}),
         (_("Message"), {"fields": ("channel", "language")}),
-        (_("Offer"), {"fields": ("offer_points", "offer_coupon", "offer_multiplier")}),
+        (_("Offer"), {"fields": ("offer_points", "coupon_batch", "offer_multiplier")}),
         (_("A/B test"), {"fields": ("holdout_percent", "conversion_days")}),
         (_("Outbox"), {"fields": ("outbox_summary", "results")}),
     )

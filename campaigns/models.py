@@ -22,7 +22,16 @@ class CampaignKind(models.TextChoices):
     FLASH_SALE = "flash_sale", _("Flash-sale reminder")
     SURVEY = "survey", _("Survey")
     RECALL = "recall", _("Recall")
+    BROWSE = "browse", _("Viewed without ordering")
     BROADCAST = "broadcast", _("Broadcast")
+
+
+# Kinds whose audience the campaign finds by itself, every day, from what members do.
+JOURNEY_KINDS = frozenset(
+    {CampaignKind.WELCOME, CampaignKind.BIRTHDAY, CampaignKind.CHECK_IN, CampaignKind.REFERRAL, CampaignKind.BROWSE}
+)
+# Kinds that need no segment or list of their own.
+SELF_TARGETING_KINDS = JOURNEY_KINDS | {CampaignKind.RECALL, CampaignKind.DOUBLE_POINTS}
 
 
 class CampaignStatus(models.TextChoices):
@@ -103,16 +112,40 @@ class Campaign(BaseModel):
         blank=True,
         help_text=_("Time of day (Asia/Shanghai) the message goes out; empty sends as soon as the campaign starts."),
     )
-    # The offer, as plain figures until coupons exist.
-    offer_points = models.PositiveIntegerField(_("points offered"), default=0)
-    offer_coupon = models.CharField(_("coupon"), max_length=64, blank=True, help_text=_("Coupon code or name."))
+    # The offer, given to each member the message reached (journeys set it per step instead).
+    offer_points = models.PositiveIntegerField(
+        _("points offered"),
+        default=0,
+        help_text=_("Credited to each member once the message has gone out; once per member and step."),
+    )
+    coupon_batch = models.ForeignKey(
+        "loyalty.CouponBatch",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("coupon"),
+        help_text=_("A coupon of this batch is issued to each member the message reached."),
+    )
     offer_multiplier = models.DecimalField(
         _("points multiplier"),
         max_digits=4,
         decimal_places=2,
         default=1,
         validators=[MinValueValidator(1), MaxValueValidator(10)],
-        help_text=_("2 for double points."),
+        help_text=_(
+            "Double-points campaigns: points earned while the campaign runs are multiplied by this (2 for "
+            "double points), through a points multiplier window that follows the campaign's status."
+        ),
+    )
+    multiplier_window = models.OneToOneField(
+        "loyalty.PointsMultiplierWindow",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="campaign",
+        verbose_name=_("double points window"),
+        editable=False,
     )
     # A/B test: the share of the audience kept out as a control group, and how long after its
     # message a purchase still counts as a conversion.
@@ -225,6 +258,12 @@ class MessageTemplate(BaseModel):
         verbose_name=_("variant"),
         help_text=_("Empty: the message of every variant without its own."),
     )
+    step = models.CharField(
+        _("journey step"),
+        max_length=32,
+        blank=True,
+        help_text=_("Journeys: the step this message is for (e.g. day3); empty: every step without its own."),
+    )
     channel = models.CharField(_("channel"), max_length=16, choices=MessageChannel)
     language = models.CharField(_("language"), max_length=8, choices=MessageLanguage, default=MessageLanguage.CHINESE)
     subject = models.CharField(
@@ -244,14 +283,14 @@ class MessageTemplate(BaseModel):
         verbose_name_plural = _("message templates")
         constraints = [
             models.UniqueConstraint(
-                fields=["campaign", "channel", "language"],
+                fields=["campaign", "step", "channel", "language"],
                 condition=Q(variant__isnull=True),
-                name="messagetemplate_unique",
+                name="messagetemplate_step_unique",
             ),
             models.UniqueConstraint(
-                fields=["campaign", "variant", "channel", "language"],
+                fields=["campaign", "variant", "step", "channel", "language"],
                 condition=Q(variant__isnull=False),
-                name="messagetemplate_variant_unique",
+                name="messagetemplate_variant_step_unique",
             ),
         ]
 
@@ -418,6 +457,15 @@ class Delivery(models.Model):
         CampaignVariant, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("variant")
     )
     holdout = models.BooleanField(_("control group"), default=False)
+    journey_step = models.ForeignKey(
+        "JourneyStep",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("journey step"),
+        help_text=_("The journey step whose message and offer this is; empty for a one-off campaign."),
+    )
     status = models.CharField(_("status"), max_length=16, choices=DeliveryStatus, default=DeliveryStatus.QUEUED)
     skip_reason = models.CharField(_("skip reason"), max_length=16, choices=SkipReason, blank=True)
     scheduled_for = models.DateTimeField(_("planned for"))
@@ -477,3 +525,7 @@ class InAppMessage(models.Model):
 
     def __str__(self) -> str:
         return self.subject or self.body[:30]
+
+
+# Journeys and recall playbooks live in their own module; importing it registers their models.
+from campaigns.models_journeys import *  # noqa: E402,F401,F403

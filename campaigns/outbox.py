@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -85,8 +85,18 @@ class Plan:
 
 
 @transaction.atomic
-def deliveries_plan(*, campaign: Campaign, step: str = "main", now: datetime | None = None) -> Plan:
-    """Create the deliveries of one step of a campaign for its whole audience, skips marked."""
+def deliveries_plan(
+    *,
+    campaign: Campaign,
+    step: str = "main",
+    now: datetime | None = None,
+    audience: QuerySet | None = None,
+    journey_step_id: int | None = None,
+) -> Plan:
+    """Create the deliveries of one step of a campaign for its whole audience, skips marked.
+
+    The audience is the campaign's segment or list, or `audience`, a queryset of members (journeys
+    and recall select theirs with the ORM; it runs inside the INSERT … SELECT as a subquery)."""
     now = now or timezone.now()
     OutboxSettings.load()  # exists first, so that every planner waits on the same row lock
     settings = OutboxSettings.objects.select_for_update().get(pk=OutboxSettings.SINGLETON_ID)
@@ -97,15 +107,21 @@ def deliveries_plan(*, campaign: Campaign, step: str = "main", now: datetime | N
         send_at = release
 
     delivery = _q(Delivery._meta.db_table)
-    if campaign.segment_id is not None:
+    if audience is not None:
+        audience_sql, audience_params = audience.order_by().values(audience_member=F("pk")).query.sql_with_params()
+        audience_sql = f"SELECT audience_member AS member_id FROM ({audience_sql}) m"
+        audience_params = list(audience_params)
+    elif campaign.segment_id is not None:
         audience_sql = f"SELECT member_id FROM {_q(SegmentMember._meta.db_table)} WHERE segment_id = %s"
         audience_params = [campaign.segment_id]
     else:
         audience_sql = f"SELECT member_id FROM {_q(CampaignListMember._meta.db_table)} WHERE campaign_id = %s"
         audience_params = [campaign.pk]
     plan = Plan(deferred=release is not None)
-    scope = f"campaign_id = %s AND step = %s AND status = '{DeliveryStatus.QUEUED}'"
-    scope_params = [campaign.pk, step]
+    # Only the rows this run inserts: a journey step plans again every day, and what an earlier run
+    # queued (e.g. deferred by the quiet hours) keeps its own checks.
+    scope = f"campaign_id = %s AND step = %s AND status = '{DeliveryStatus.QUEUED}' AND created_at = %s"
+    scope_params = [campaign.pk, step, _dt(now)]
     member = _q(Member._meta.db_table)
     event = _q(MemberEvent._meta.db_table)
 
@@ -114,8 +130,9 @@ def deliveries_plan(*, campaign: Campaign, step: str = "main", now: datetime | N
         cursor.execute(
             f"INSERT INTO {delivery} (campaign_id, step, member_id, channel, category, status, skip_reason, "
             "scheduled_for, next_attempt_at, deferred, attempts, last_error, provider_id, claim_token, holdout, "
-            "created_at, sent_via) "
-            f"SELECT %s, %s, a.member_id, %s, %s, '{DeliveryStatus.QUEUED}', '', %s, %s, %s, 0, '', '', '', %s, %s, '' "
+            "created_at, sent_via, journey_step_id) "
+            f"SELECT %s, %s, a.member_id, %s, %s, '{DeliveryStatus.QUEUED}', '', %s, %s, %s, 0, '', '', '', %s, %s, "
+            "'', %s "
             f"FROM ({audience_sql}) a WHERE a.member_id IS NOT NULL "
             "ON CONFLICT (campaign_id, step, member_id) DO NOTHING",
             [
@@ -128,6 +145,7 @@ def deliveries_plan(*, campaign: Campaign, step: str = "main", now: datetime | N
                 release is not None,
                 False,
                 _dt(now),
+                journey_step_id,
                 *audience_params,
             ],
         )
@@ -310,10 +328,11 @@ def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResul
     result = DispatchResult()
     templates: dict[tuple, object] = {}
     rows = Delivery.objects.filter(status=DeliveryStatus.SENDING, claim_token=token).select_related(
-        "member", "campaign"
+        "member", "campaign__coupon_batch", "journey_step__coupon_batch"
     )
     for delivery in rows.order_by("pk"):
         campaign = delivery.campaign
+        step_key = delivery.journey_step.key if delivery.journey_step_id else ""
         if not _still_running(campaign.pk):
             _finish(delivery.pk, token, status=DeliveryStatus.QUEUED, attempts=F("attempts") - 1)
             result.held += 1
@@ -336,11 +355,13 @@ def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResul
             _finish(delivery.pk, token, status=DeliveryStatus.SKIPPED, skip_reason=refusal, sent_via=via)
             result.skipped += 1
             continue
-        key = (campaign.pk, delivery.variant_id, via)
+        key = (campaign.pk, delivery.variant_id, via, step_key)
         if key not in templates:
             templates[key] = campaign_template(
-                campaign=campaign, channel=via, variant_id=delivery.variant_id
-            ) or campaign_template(campaign=campaign, channel=delivery.channel, variant_id=delivery.variant_id)
+                campaign=campaign, channel=via, variant_id=delivery.variant_id, step=step_key
+            ) or campaign_template(
+                campaign=campaign, channel=delivery.channel, variant_id=delivery.variant_id, step=step_key
+            )
         template = templates[key]
         try:
             if template is None:
@@ -349,7 +370,7 @@ def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResul
                 channel=via,
                 subject=template.subject,
                 body=template.body,
-                context=message_context(member=delivery.member, campaign=campaign),
+                context=message_context(member=delivery.member, campaign=campaign, step=delivery.journey_step),
             )
             sent = channels.send(delivery=delivery, message=message, config=configs[via])
         except channels.RetryableSendError as error:
@@ -383,6 +404,10 @@ def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResul
             last_error="",
         )
         result.sent += 1
+    if result.sent:
+        from campaigns.offers import offers_grant_for_claim
+
+        offers_grant_for_claim(token=token, now=now)
     return result
 
 

@@ -12,17 +12,25 @@ from members.models_layers import SegmentMember
 
 
 def campaign_template(
-    *, campaign: Campaign, channel: str | None = None, language: str | None = None, variant_id: int | None = None
+    *,
+    campaign: Campaign,
+    channel: str | None = None,
+    language: str | None = None,
+    variant_id: int | None = None,
+    step: str = "",
 ) -> MessageTemplate | None:
-    """The message for a channel and language: the variant's own if it has one, else the shared one."""
+    """The message for a channel and language: the variant's own if it has one, else the shared one;
+    within each, the journey step's own if it has one, else the one for every step."""
     templates = MessageTemplate.objects.filter(
         campaign=campaign, channel=channel or campaign.channel, language=language or campaign.language
     )
-    if variant_id is not None:
-        own = templates.filter(variant_id=variant_id).first()
-        if own is not None:
-            return own
-    return templates.filter(variant__isnull=True).first()
+    steps = [step, ""] if step else [""]
+    for scope in ([{"variant_id": variant_id}] if variant_id is not None else []) + [{"variant__isnull": True}]:
+        for key in steps:
+            found = templates.filter(step=key, **scope).first()
+            if found is not None:
+                return found
+    return None
 
 
 def campaign_audience_member_ids(*, campaign: Campaign) -> QuerySet:

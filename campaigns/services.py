@@ -11,7 +11,10 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.models import (
+    JOURNEY_KINDS,
+    SELF_TARGETING_KINDS,
     Campaign,
+    CampaignKind,
     CampaignListMember,
     CampaignStatus,
     CampaignTransition,
@@ -22,6 +25,7 @@ from campaigns.models import (
     MessageTemplate,
     SkipReason,
 )
+from campaigns.offers import multiplier_window_sync
 from campaigns.selectors import campaign_audience_sample, campaign_template
 from campaigns.templating import message_context, template_errors
 from crm.core.exceptions import ApplicationError
@@ -153,15 +157,29 @@ def campaign_list_resolve(*, campaign: Campaign) -> list[str]:
 def _check_ready(campaign: Campaign) -> list[str]:
     """Everything that must be right before a campaign may be approved and scheduled."""
     problems: list[str] = []
-    if campaign.segment_id is None and not campaign.member_numbers.strip():
+    has_audience = campaign.segment_id is not None or bool(campaign.member_numbers.strip())
+    if not has_audience and campaign.kind not in SELF_TARGETING_KINDS:
         problems.append(str(_("Choose a segment or give a list of member numbers.")))
     if campaign.segment_id is not None and campaign.member_numbers.strip():
         problems.append(str(_("Choose either a segment or a list of member numbers, not both.")))
+    if campaign.kind == CampaignKind.DOUBLE_POINTS and (campaign.ends_at is None or campaign.offer_multiplier <= 1):
+        problems.append(str(_("A double-points campaign needs an end and a multiplier above 1.")))
     variant_ids = list(campaign.variants.values_list("pk", flat=True))
-    covered = campaign_template(campaign=campaign) is not None or (
-        variant_ids and all(campaign_template(campaign=campaign, variant_id=v) is not None for v in variant_ids)
-    )
-    if not covered:
+    step_keys = [""]
+    if campaign.kind in JOURNEY_KINDS:
+        step_keys = list(campaign.steps.filter(is_active=True).values_list("key", flat=True))
+        if not step_keys:
+            problems.append(str(_("Add at least one journey step.")))
+
+    def covered_for(step: str) -> bool:
+        return campaign_template(campaign=campaign, step=step) is not None or bool(
+            variant_ids
+            and all(campaign_template(campaign=campaign, variant_id=v, step=step) is not None for v in variant_ids)
+        )
+
+    # A double-points campaign without an audience only opens the window; it sends nothing.
+    needs_message = has_audience or campaign.kind != CampaignKind.DOUBLE_POINTS
+    if needs_message and not all(covered_for(step) for step in step_keys):
         problems.append(
             str(
                 _("Write the %(channel)s message in %(language)s.")
@@ -215,7 +233,8 @@ def campaign_transition(
         problems = _check_ready(locked)
         if problems:
             raise ApplicationError(" ".join(problems), {"problems": problems})
-    if action == "start":
+    if action == "start" and (locked.segment_id is not None or locked.member_numbers.strip()):
+        # Journeys and recall plan their own deliveries every day (campaigns.journeys, recall).
         from campaigns.outbox import deliveries_plan
 
         locked.status = transition.target
@@ -239,6 +258,7 @@ def campaign_transition(
     )
     locked.status = target
     locked.save(update_fields=["status", "updated_at"])
+    multiplier_window_sync(campaign=locked)
     campaign.status = locked.status
     logger.info("campaign transition id=%s action=%s actor=%s", locked.pk, action, getattr(actor, "pk", None))
     return record

@@ -27,3 +27,19 @@ def start_due_campaigns() -> int:
     from campaigns.services import campaigns_start_due
 
     return campaigns_start_due()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OperationalError,), max_retries=3)
+def run_journeys() -> int:
+    """Every 15 minutes: plan the messages and gifts of running journeys (idempotent per occasion)."""
+    from campaigns.journeys import journeys_run
+
+    return journeys_run().total
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OperationalError,), max_retries=3)
+def run_recall() -> int:
+    """Daily: queue the recall playbooks' messages (a member is picked once per cooldown)."""
+    from campaigns.recall import recall_run
+
+    return sum(recall_run().values())

@@ -57,13 +57,16 @@ def member_context(member) -> dict:
     }
 
 
-def message_context(*, member, campaign) -> dict:
+def message_context(*, member, campaign, step=None) -> dict:
+    """The variables of a message; a journey step's offer replaces the campaign's."""
+    offer = step if step is not None else campaign
+    batch = offer.coupon_batch if offer.coupon_batch_id else None
     return {
         "member": member_context(member),
         "campaign": {"name": campaign.name},
         "offer": {
-            "points": campaign.offer_points,
-            "coupon": campaign.offer_coupon,
+            "points": offer.offer_points,
+            "coupon": batch.name if batch is not None else "",
             "multiplier": campaign.offer_multiplier,
         },
     }

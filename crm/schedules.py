@@ -120,6 +120,23 @@ SCHEDULES: list[Schedule] = [
         expires=120,
     ),
     Schedule(
+        name="Run journeys",
+        task="campaigns.tasks.run_journeys",
+        crontab={"minute": "*/15"},
+        description="Plans the messages and gifts of running journeys: welcome steps, birthdays, check-in "
+        "streaks, referrals and products viewed without ordering. Each occasion sends once however often "
+        "it runs.",
+        expires=600,
+    ),
+    Schedule(
+        name="Recall at-risk and churned members (daily)",
+        task="campaigns.tasks.run_recall",
+        crontab={"minute": "0", "hour": "10"},
+        description="Queues each running recall playbook's message to the at-risk and churned members whose "
+        "churn reason it covers and who were not contacted within its cooldown; a control group is kept out.",
+        expires=6 * 3600,
+    ),
+    Schedule(
         name="Take the daily health snapshot",
         task="crm.health.tasks.take_health_snapshot",
         crontab={"minute": "40", "hour": "0"},

@@ -37,10 +37,14 @@ def _form(segment, **overrides):
         "channel": "sms",
         "language": "zh-hans",
         "offer_points": "100",
-        "offer_coupon": "",
+        "coupon_batch": "",
         "offer_multiplier": "1",
         "holdout_percent": "10",
         "conversion_days": "7",
+        "steps-TOTAL_FORMS": "0",
+        "steps-INITIAL_FORMS": "0",
+        "steps-MIN_NUM_FORMS": "0",
+        "steps-MAX_NUM_FORMS": "1000",
         "variants-TOTAL_FORMS": "2",
         "variants-INITIAL_FORMS": "0",
         "variants-MIN_NUM_FORMS": "0",
@@ -73,7 +77,7 @@ def test_an_operator_drafts_a_campaign_with_its_message(client, operator, member
     response = client.post(ADD, _form(segment_of(members)))
 
     assert response.status_code == 302, response.context["errors"] if response.context else response
-    campaign = Campaign.objects.get()
+    campaign = Campaign.objects.get(created_by=operator)
     assert (campaign.status, campaign.created_by) == (CampaignStatus.DRAFT, operator)
     assert MessageTemplate.objects.get(campaign=campaign).channel == "sms"
     assert campaign.holdout_percent == 10
@@ -87,7 +91,7 @@ def test_a_template_error_is_shown_when_saving_not_at_send_time(client, operator
 
     assert response.status_code == 200
     assert "Unknown variable: member.nmae" in response.text
-    assert not Campaign.objects.exists()
+    assert not Campaign.objects.filter(created_by=operator).exists()
 
 
 @pytest.mark.parametrize(
