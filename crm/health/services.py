@@ -171,6 +171,7 @@ def check_complaints(*, now: datetime, config: HealthSettings) -> Alarm | None:
     }
 
     def act(alarm: Alarm) -> list[dict]:
+        from crm.desk.models import Severity, TicketSource
         from crm.desk.services import ticket_open
 
         with translation.override(django_settings.LANGUAGE_CODE):
@@ -183,7 +184,16 @@ def check_complaints(*, now: datetime, config: HealthSettings) -> Alarm | None:
                 "Raised by the health alarm #%(id)s. Check the recent complaints for a common cause, upgrade "
                 "the service scripts, and follow the 3T SOP if members are complaining together."
             ) % {"id": alarm.pk}
-        ticket = ticket_open(title=title, description=description, severity="high", source="alarm", draft=True)
+        # A draft: staff choose the affected members and open it, which starts the 3T clocks.
+        ticket = ticket_open(
+            title=title,
+            description=description,
+            severity=Severity.HIGH,
+            source=TicketSource.ALARM,
+            draft=True,
+            owner=config.service_lead,
+            now=now,
+        )
         return [{"action": "ticket_draft", "ticket": ticket.pk}, _alert(alarm, config)]
 
     return _episode(kind=AlarmKind.COMPLAINTS, measured=measured if rising else None, now=now, act=act)

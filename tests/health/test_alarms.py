@@ -123,6 +123,27 @@ def test_complaints_rising_means_up_30_percent_with_at_least_5(current, previous
     assert complaints_rising(current=current, previous=previous, increase_percent=30, min_count=5) is rising
 
 
+def test_rising_complaints_alert_the_service_lead_and_open_a_crisis_ticket_draft(
+    member, lead, now, django_capture_on_commit_callbacks
+):
+    from crm.desk.models import Ticket
+
+    _events(member, EventKind.COMPLAINT, now - timedelta(days=10), 10)
+    _events(member, EventKind.COMPLAINT, now - timedelta(days=2), 13)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        raised = _check(check_complaints, now)
+
+    alarm = raised[0]
+    ticket = Ticket.objects.get()
+    assert (ticket.status, ticket.source, ticket.severity, ticket.owner) == ("draft", "alarm", "high", lead)
+    assert alarm.actions == [{"action": "ticket_draft", "ticket": ticket.pk}, {"action": "alerted", "user": lead.pk}]
+    assert [message.to for message in mail.outbox] == [["lead@example.com"]]
+    assert "Complaints rising" in mail.outbox[0].subject
+    assert _check(check_complaints, now + timedelta(hours=1)) == []
+    assert Ticket.objects.count() == 1 and len(mail.outbox) == 1
+
+
 def test_steady_complaints_raise_nothing(member, lead, now):
     _events(member, EventKind.COMPLAINT, now - timedelta(days=10), 10)
     _events(member, EventKind.COMPLAINT, now - timedelta(days=2), 12)

@@ -89,6 +89,17 @@ def test_snapshot_of_yesterday_measures_every_indicator(members, event, now):
     assert (snapshot.points_liability, snapshot.points_liability_yuan) == (500, Decimal("10.00"))
 
 
+def test_sla_breaches_are_the_3t_deadlines_missed_that_day(now):
+    from crm.desk.models import TicketEvent
+    from crm.desk.services import ticket_open
+
+    ticket = ticket_open(title="外卖延误", description="", severity="high", source="staff", draft=True)
+    for clock, when in [("tell", at(15, 0, 10)), ("time", at(15, 23, 50)), ("trust", at(16, 0, 10))]:
+        TicketEvent.objects.create(ticket=ticket, kind="breached", clock=clock, at=when)
+
+    assert snapshot_take(now=now).sla_breaches == 2
+
+
 def test_a_day_without_data_has_no_rates_rather_than_zero(now):
     snapshot = snapshot_take(now=now)
 
@@ -97,6 +108,7 @@ def test_a_day_without_data_has_no_rates_rather_than_zero(now):
     assert snapshot.open_rate is None
     assert snapshot.exit_rate is None
     assert snapshot.ltv_multiple is None
+    assert snapshot.sla_breaches == 0
 
 
 def test_the_window_follows_the_settings_and_recomputing_a_day_replaces_it(members, event, now):
