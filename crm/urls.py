@@ -7,6 +7,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("i18n/", include("django.conf.urls.i18n")),
     path("staff/members/", include("members.urls")),
+    path("staff/ugc/", include("campaigns.ugc.urls")),
     path("staff/health/", include("crm.health.urls")),
     path("staff/ugc/", include("campaigns.ugc.urls")),
     path("staff/desk/", include("crm.desk.urls")),

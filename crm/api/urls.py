@@ -11,6 +11,7 @@ app_name = "api"
 v1 = [
     path("", include("members.api.urls")),
     path("", include("loyalty.api.urls")),
+    path("", include("campaigns.ugc.api.urls")),
     path("deliveries/receipts/<slug:channel>/", DeliveryReceiptApi.as_view(), name="deliveries-receipt"),
 ]
 

@@ -186,6 +186,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Choice sets used by several components get one stable name instead of a hash suffix.
+    "ENUM_NAME_OVERRIDES": {"SubmissionKindEnum": "campaigns.ugc.models.SubmissionKind"},
 }
 # Only for bench/bench_api.py: serves /api/bench/ping/, a constant-JSON baseline view.
 CRM_API_BENCH_VIEWS = env.bool("CRM_API_BENCH_VIEWS", default=False)

@@ -5,6 +5,9 @@ from campaigns.ugc import services
 from campaigns.ugc.models import SubmissionKind
 from campaigns.ugc.services import submissions as submission_services
 from loyalty.models import EarnRule, EarnRuleKind
+
+# The partner API's fixtures (a partner, keys with chosen scopes, a fresh key cache per test).
+from tests.api.conftest import _fresh_cache, make_client, partner  # noqa: F401
 from tests.factories import MemberFactory
 
 

@@ -64,12 +64,12 @@ def poll_vote(
     poll = _lock_poll_shared(poll_id)
     if poll is None:
         raise ApplicationError(_("No such poll."), extra={"poll_id": poll_id})
+    if not PollOption.objects.filter(pk=option_id, poll_id=poll.pk).exists():
+        raise ValidationError({"option_id": [_("This poll has no such option.")]})
     existing = PollVote.objects.filter(poll_id=poll.pk, member=member).first()
     if existing is None:
         if poll.status != PollStatus.OPEN or (poll.closes_at is not None and now >= poll.closes_at):
             raise ApplicationError(_("This poll is not open for votes."), extra={"status": poll.status})
-        if not PollOption.objects.filter(pk=option_id, poll_id=poll.pk).exists():
-            raise ValidationError({"option_id": [_("This poll has no such option.")]})
         try:
             with transaction.atomic():
                 return PollVote.objects.create(
