@@ -9,7 +9,6 @@ urlpatterns = [
     path("staff/members/", include("members.urls")),
     path("staff/ugc/", include("campaigns.ugc.urls")),
     path("staff/health/", include("crm.health.urls")),
-    path("staff/ugc/", include("campaigns.ugc.urls")),
     path("staff/desk/", include("crm.desk.urls")),
     path("honors/", include("loyalty.urls")),
     path("admin/", admin.site.urls),
