@@ -37,7 +37,7 @@ def tickets_escalate(*, now: datetime | None = None) -> dict:
 
 @transaction.atomic
 def _escalate_ticket(ticket_id: int, *, now: datetime) -> list[str]:
-    ticket = Ticket.objects.select_for_update().select_related("owner").get(pk=ticket_id)
+    ticket = Ticket.objects.select_for_update(of=("self",)).select_related("owner").get(pk=ticket_id)
     if ticket.status != TicketStatus.OPEN:
         return []
     recorded = set(

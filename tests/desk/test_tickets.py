@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from campaigns.models import Campaign, Delivery, DeliveryStatus, MessageCategory
+from campaigns.models import Delivery, DeliveryStatus, MessageCategory
 from crm.core.exceptions import ApplicationError
 from crm.desk import services
 from crm.desk.models import EventKind, SlaPolicy, Ticket, TicketMember, TicketStatus
@@ -156,7 +156,8 @@ def test_tell_and_time_go_through_the_outbox_as_transactional_notices_once(open_
     services.ticket_publish_timetable(ticket=ticket, actor=operator, body="今晚 20:00 前全部发出。", now=now)
     ticket.refresh_from_db()
     assert ticket.time_done_at == now
-    assert Campaign.objects.count() == 2
+    assert ticket.time_campaign.category == MessageCategory.TRANSACTIONAL
+    assert ticket.time_campaign_id != ticket.tell_campaign_id
     assert kinds(ticket) == [EventKind.OPENED, EventKind.ANNOUNCED, EventKind.TIMETABLE]
     announced = ticket.events.get(kind=EventKind.ANNOUNCED)
     assert (announced.actor, announced.clock, announced.data["queued"]) == (operator, "tell", 4)
