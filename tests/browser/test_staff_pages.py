@@ -52,6 +52,26 @@ OVERFLOW_JS = """() => {
 }"""
 
 
+# Sizes of the chart canvases, and whether Chart.js is still animating any of them.
+CHARTS_MOVING_JS = """(ids) => ids.map((id) => {
+  const canvas = document.getElementById(id);
+  const chart = window.Chart && Chart.getChart(canvas);
+  return chart ? [canvas.clientWidth, canvas.clientHeight, Chart.animator.running(chart)] : null;
+})"""
+
+
+def _wait_for_charts(page):
+    """Until every chart exists, has finished its animation and keeps its size between polls."""
+    previous = None
+    for _ in range(100):
+        state = page.evaluate(CHARTS_MOVING_JS, list(CHART_IDS))
+        if state == previous and all(chart and not chart[2] for chart in state):
+            return
+        previous = state
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the charts did not settle: {state}")
+
+
 def _no_sideways_scroll(page):
     """The page fits its window (a wide table may scroll inside its own box)."""
     overflow = page.evaluate(OVERFLOW_JS)
@@ -76,10 +96,7 @@ def test_layers_dashboard_draws_its_charts_in_both_languages_and_on_a_phone(
         login(page, operator)
 
         page.goto("/staff/members/layers/")
-        page.wait_for_function(
-            "ids => ids.every(id => window.Chart && Chart.getChart(document.getElementById(id)))", arg=list(CHART_IDS)
-        )
-        page.wait_for_load_state("networkidle")
+        _wait_for_charts(page)
         screenshot(page, f"layers-dashboard-{viewport}-{language}")
 
         with override(language):
