@@ -284,7 +284,10 @@ class MemberScore(models.Model):
             models.Index(fields=["lifecycle_stage", "member"], name="memberscore_stage_idx"),
             models.Index(fields=["rfm_score", "member"], name="memberscore_rfm_idx"),
             models.Index(fields=["churn_risk", "member"], name="memberscore_risk_idx"),
-            models.Index(fields=["p_alive"], name="memberscore_p_alive_idx"),
+            # No index on p_alive: it moves a little for every buyer every night, and an index
+            # on it would make each of those rewrites a non-HOT update that inserts into every
+            # index (5x the cost of the nightly publish, docs/PERFORMANCE.md). The table is
+            # kept half empty (fillfactor 50, migration 0010) so the rewrites stay on their page.
         ]
 
     def __str__(self) -> str:
