@@ -16,7 +16,7 @@ def escalate_tickets() -> dict:
 @shared_task(bind=True, acks_late=True, max_retries=COMPENSATION_RETRIES)
 def deliver_compensation(self, ticket_id: int) -> int:
     """Issue a ticket's approved compensation; idempotent per member, so retries are safe."""
-    from crm.desk.services import compensation_deliver, compensation_fail
+    from crm.desk.compensation import compensation_deliver, compensation_fail
 
     try:
         return compensation_deliver(ticket_id=ticket_id)

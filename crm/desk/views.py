@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from crm.core.exceptions import ApplicationError
-from crm.desk import forms, selectors, services
+from crm.desk import compensation, forms, selectors, services
 from crm.desk.models import CompensationStatus, Ticket, TicketStatus
 
 VIEW_PERMISSION = "desk.view_ticket"
@@ -152,11 +152,11 @@ def ticket_action(request, ticket_id: int, action: str):
             call = services.ticket_announce if action == "announce" else services.ticket_publish_timetable
             call(ticket=ticket, actor=user, **data)
         elif action == "request":
-            services.compensation_request(
+            compensation.compensation_request(
                 ticket=ticket, actor=user, kind=data["kind"], points=data.get("points") or 0, batch=data.get("batch")
             )
         elif action == "approve":
-            services.compensation_approve(ticket=ticket, actor=user)
+            compensation.compensation_approve(ticket=ticket, actor=user)
         elif action == "pause":
             services.ticket_pause(ticket=ticket, actor=user, reason=data["reason"])
         elif action == "resume":

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from crm.core.exceptions import ApplicationError
-from crm.desk import services
+from crm.desk import compensation, services
 from crm.desk.models import CompensationStatus, EventKind
 from crm.desk.tasks import deliver_compensation
 from loyalty.models import Coupon, PointsAccount, PointsEntry
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 
 def requested(ticket, operator, now, points=200):
-    return services.compensation_request(ticket=ticket, actor=operator, kind="points", points=points, now=now)
+    return compensation.compensation_request(ticket=ticket, actor=operator, kind="points", points=points, now=now)
 
 
 def balances(members) -> dict[int, int]:
@@ -28,11 +28,11 @@ def test_approved_points_reach_every_member_once_with_the_ticket_as_source(
 ):
     requested(open_ticket, operator, now)
     with django_capture_on_commit_callbacks() as callbacks:
-        ticket = services.compensation_approve(ticket=open_ticket, actor=supervisor, now=now)
+        ticket = compensation.compensation_approve(ticket=open_ticket, actor=supervisor, now=now)
     assert ticket.compensation_status == CompensationStatus.RUNNING
     assert len(callbacks) == 1  # the Celery task is queued once the approval is committed
 
-    assert services.compensation_deliver(ticket_id=ticket.pk, now=now + timedelta(hours=2)) == 4
+    assert compensation.compensation_deliver(ticket_id=ticket.pk, now=now + timedelta(hours=2)) == 4
 
     assert balances(members) == {m.pk: 200 for m in members}
     entries = PointsEntry.objects.filter(source_ref=f"ticket:{ticket.pk}")
@@ -55,9 +55,9 @@ def test_approved_points_reach_every_member_once_with_the_ticket_as_source(
 
 def test_a_retried_task_and_a_double_click_credit_each_member_once(open_ticket, members, operator, supervisor, now):
     requested(open_ticket, operator, now)
-    services.compensation_approve(ticket=open_ticket, actor=supervisor, now=now)
+    compensation.compensation_approve(ticket=open_ticket, actor=supervisor, now=now)
     with pytest.raises(ApplicationError):  # the second click finds nothing awaiting approval
-        services.compensation_approve(ticket=open_ticket, actor=supervisor, now=now)
+        compensation.compensation_approve(ticket=open_ticket, actor=supervisor, now=now)
 
     # The worker died after the entries were written but before the ticket was marked done: the
     # ticket is still "being issued", and the retry runs the whole thing again.
@@ -68,7 +68,7 @@ def test_a_retried_task_and_a_double_click_credit_each_member_once(open_ticket, 
         members=Member.objects.filter(pk__in=[m.pk for m in members[:2]]),
         amount=200,
         reason="partial run",
-        idempotency_prefix=services.compensation_key_prefix(open_ticket.pk),
+        idempotency_prefix=compensation.compensation_key_prefix(open_ticket.pk),
         source_ref=open_ticket.source_ref,
     )
     assert deliver_compensation.apply(args=[open_ticket.pk]).get() == 2
@@ -81,21 +81,20 @@ def test_a_retried_task_and_a_double_click_credit_each_member_once(open_ticket, 
 
 
 def test_only_another_supervisor_may_approve(open_ticket, operator, supervisor, second_supervisor, now):
-    services.compensation_request(ticket=open_ticket, actor=supervisor, kind="points", points=50, now=now)
+    compensation.compensation_request(ticket=open_ticket, actor=supervisor, kind="points", points=50, now=now)
     with pytest.raises(ApplicationError):
-        services.compensation_approve(ticket=open_ticket, actor=operator, now=now)
+        compensation.compensation_approve(ticket=open_ticket, actor=operator, now=now)
     with pytest.raises(ApplicationError):
-        services.compensation_approve(ticket=open_ticket, actor=supervisor, now=now)
-    assert services.compensation_approve(ticket=open_ticket, actor=second_supervisor, now=now).compensation_status == (
-        CompensationStatus.RUNNING
-    )
+        compensation.compensation_approve(ticket=open_ticket, actor=supervisor, now=now)
+    approved = compensation.compensation_approve(ticket=open_ticket, actor=second_supervisor, now=now)
+    assert approved.compensation_status == CompensationStatus.RUNNING
 
 
 def test_a_bad_request_is_refused_and_a_second_request_waits_for_the_first(open_ticket, operator, now):
     with pytest.raises(ApplicationError):
-        services.compensation_request(ticket=open_ticket, actor=operator, kind="points", points=0, now=now)
+        compensation.compensation_request(ticket=open_ticket, actor=operator, kind="points", points=0, now=now)
     with pytest.raises(ApplicationError):
-        services.compensation_request(ticket=open_ticket, actor=operator, kind="coupon", now=now)
+        compensation.compensation_request(ticket=open_ticket, actor=operator, kind="coupon", now=now)
     requested(open_ticket, operator, now)
     with pytest.raises(ApplicationError):
         requested(open_ticket, operator, now, points=500)
@@ -110,10 +109,10 @@ def test_a_coupon_compensation_issues_one_coupon_each(open_ticket, members, oper
         valid_from=now - timedelta(days=1),
         valid_until=now + timedelta(days=30),
     )
-    services.compensation_request(ticket=open_ticket, actor=operator, kind="coupon", batch=batch, now=now)
-    services.compensation_approve(ticket=open_ticket, actor=supervisor, now=now)
-    assert services.compensation_deliver(ticket_id=open_ticket.pk, now=now) == 4
-    assert services.compensation_deliver(ticket_id=open_ticket.pk, now=now) == 0
+    compensation.compensation_request(ticket=open_ticket, actor=operator, kind="coupon", batch=batch, now=now)
+    compensation.compensation_approve(ticket=open_ticket, actor=supervisor, now=now)
+    assert compensation.compensation_deliver(ticket_id=open_ticket.pk, now=now) == 4
+    assert compensation.compensation_deliver(ticket_id=open_ticket.pk, now=now) == 0
     assert Coupon.objects.filter(batch=batch, issue_key=open_ticket.source_ref).count() == 4
     open_ticket.refresh_from_db()
     assert (open_ticket.compensation_status, open_ticket.compensation_issued) == (CompensationStatus.DONE, 4)
@@ -123,15 +122,15 @@ def test_a_failed_run_can_be_requested_again_and_gives_only_what_is_missing(
     open_ticket, operator, supervisor, second_supervisor, members, now
 ):
     requested(open_ticket, operator, now)
-    services.compensation_approve(ticket=open_ticket, actor=supervisor, now=now)
-    services.compensation_fail(ticket_id=open_ticket.pk, error="worker lost")
+    compensation.compensation_approve(ticket=open_ticket, actor=supervisor, now=now)
+    compensation.compensation_fail(ticket_id=open_ticket.pk, error="worker lost")
     open_ticket.refresh_from_db()
     assert open_ticket.compensation_status == CompensationStatus.FAILED
-    assert services.compensation_deliver(ticket_id=open_ticket.pk, now=now) == 0  # not approved any more
+    assert compensation.compensation_deliver(ticket_id=open_ticket.pk, now=now) == 0  # not approved any more
 
     requested(open_ticket, operator, now)
-    services.compensation_approve(ticket=open_ticket, actor=second_supervisor, now=now)
-    assert services.compensation_deliver(ticket_id=open_ticket.pk, now=now) == 4
+    compensation.compensation_approve(ticket=open_ticket, actor=second_supervisor, now=now)
+    assert compensation.compensation_deliver(ticket_id=open_ticket.pk, now=now) == 4
     assert balances(members) == {m.pk: 200 for m in members}
 
 
@@ -151,9 +150,9 @@ def test_two_workers_at_once_credit_each_member_once(operator, supervisor, now):
         now=now,
     )
     requested(ticket, operator, now)
-    services.compensation_approve(ticket=ticket, actor=supervisor, now=now)
+    compensation.compensation_approve(ticket=ticket, actor=supervisor, now=now)
 
-    results = in_parallel(3, lambda i: services.compensation_deliver(ticket_id=ticket.pk, now=now))
+    results = in_parallel(3, lambda i: compensation.compensation_deliver(ticket_id=ticket.pk, now=now))
 
     assert sum(results) == 30, results
     assert balances(members) == {m.pk: 200 for m in members}
