@@ -102,7 +102,10 @@ def points_earn_for_events(
 
 
 def points_earn_backfill(
-    *, first_id: int | None = None, last_id: int | None = None, batch_size: int = EARN_BATCH_EVENTS,
+    *,
+    first_id: int | None = None,
+    last_id: int | None = None,
+    batch_size: int = EARN_BATCH_EVENTS,
     now: datetime | None = None,
 ) -> EarnResult:
     """Earn points for every recorded event (or those with ids in [first_id, last_id]), by id ranges.
@@ -209,10 +212,11 @@ def _earn(*, where: str, params: list, rules: list[EarnRule], now: datetime, res
                 "ORDER BY id FOR UPDATE",
                 params,
             )
-        # Entries above this id for these members are the ones this call writes: the locks keep
-        # any other writer of their points out meanwhile.
-        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {entry}")
-        (last_entry_id,) = cursor.fetchone()
+        else:
+            # SQLite: entries above this id for these members are the ones this call writes (the
+            # database's single write lock keeps other writers out meanwhile).
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {entry}")
+            (last_entry_id,) = cursor.fetchone()
 
         capped = any(r.daily_cap is not None for r in rules)
         streaks = any(r.streak_days and r.streak_bonus for r in rules)
@@ -281,7 +285,8 @@ def _earn(*, where: str, params: list, rules: list[EarnRule], now: datetime, res
         multiplier = f"COALESCE(t.points_multiplier, {lowest_multiplier}, 1)"
         prior_join = (
             "LEFT JOIN prior ON prior.member_id = ev.member_id AND prior.rule_id = ev.rule_id AND prior.day = ev.day"
-            if (capped or streaks) else ""
+            if (capped or streaks)
+            else ""
         )
         ctes.append(f"""uncapped AS (
             SELECT ev.id, ev.member_id, ev.rule_id, ev.rule_name, ev.day, ev.occurred_at, ev.daily_cap,
@@ -311,9 +316,7 @@ def _earn(*, where: str, params: list, rules: list[EarnRule], now: datetime, res
         ctes.append(f"""final AS (
             SELECT x.id, x.member_id, x.rule_id, x.rule_name, x.day, {awarded} + x.bonus AS points FROM {source}
         )""")
-        cursor.execute(
-            f"""
-            WITH {", ".join(ctes)}
+        insert_sql = f"""
             INSERT INTO {entry} (member_id, kind, amount, reason, source_event_id, idempotency_key, expires_at,
                                  remaining, created_at, earn_rule_id)
             SELECT f.member_id, '{EntryKind.EARN.value}', f.points, f.rule_name, f.id,
@@ -321,30 +324,40 @@ def _earn(*, where: str, params: list, rules: list[EarnRule], now: datetime, res
             FROM final f JOIN expiry x ON x.day = f.day
             WHERE f.points > 0 AND (x.expires_at IS NULL OR x.expires_at > %s)
             ON CONFLICT (idempotency_key) DO NOTHING
-            """,
-            [*cte_params, recorded_at, ops.adapt_datetimefield_value(now)],
-        )
-        # SQLite's driver reports -1 (unknown) for a statement that starts with WITH.
-        if cursor.rowcount == 0:
-            return
-        new_entries = f"""
-            SELECT member_id, SUM(amount) AS points, COUNT(*) AS entries FROM {entry}
-            WHERE id > %s AND kind = '{EntryKind.EARN.value}'
-              AND member_id IN (SELECT e.member_id FROM {event} e WHERE {candidates})
-            GROUP BY member_id
         """
-        cursor.execute(
-            f"""
-            UPDATE {account} SET balance = {account}.balance + d.points,
-                   lifetime_earned = {account}.lifetime_earned + d.points, updated_at = %s
-            FROM ({new_entries}) AS d
-            WHERE {account}.member_id = d.member_id
-            """,
-            [recorded_at, last_entry_id, *params],
-        )
-        # Totals for the caller (tier upgrades, the backfill's report), from the same rows.
-        cursor.execute(new_entries, [last_entry_id, *params])
-        for member_id, points, entries in cursor.fetchall():
+        insert_params = [*cte_params, recorded_at, ops.adapt_datetimefield_value(now)]
+        move = f"""balance = {account}.balance + d.points, lifetime_earned = {account}.lifetime_earned + d.points,
+                   updated_at = %s"""
+        if connection.vendor == "postgresql":
+            # One statement: the entries written, the balances moved by exactly those entries,
+            # and the totals per member read back, without scanning the new entries again.
+            cursor.execute(
+                f"""
+                WITH {", ".join(ctes)},
+                written AS ({insert_sql} RETURNING member_id, amount),
+                d AS (SELECT member_id, SUM(amount) AS points, COUNT(*) AS entries FROM written GROUP BY member_id),
+                moved AS (UPDATE {account} SET {move} FROM d WHERE {account}.member_id = d.member_id)
+                SELECT member_id, points, entries FROM d
+                """,
+                [*insert_params, recorded_at],
+            )
+            totals = cursor.fetchall()
+        else:
+            cursor.execute(f"WITH {', '.join(ctes)} {insert_sql}", insert_params)
+            new_entries = f"""
+                SELECT member_id, SUM(amount) AS points, COUNT(*) AS entries FROM {entry}
+                WHERE id > %s AND kind = '{EntryKind.EARN.value}'
+                  AND member_id IN (SELECT e.member_id FROM {event} e WHERE {candidates})
+                GROUP BY member_id
+            """
+            cursor.execute(
+                f"UPDATE {account} SET {move} FROM ({new_entries}) AS d WHERE {account}.member_id = d.member_id",
+                [recorded_at, last_entry_id, *params],
+            )
+            # Totals for the caller (tier upgrades, the backfill's report), from the same rows.
+            cursor.execute(new_entries, [last_entry_id, *params])
+            totals = cursor.fetchall()
+        for member_id, points, entries in totals:
             result.member_ids.add(member_id)
             result.points += int(points)
             result.entries += entries
@@ -415,8 +428,13 @@ def _refund_one(refund: MemberEvent, *, now: datetime) -> bool:
     if points <= 0:
         return False
     points_debit(
-        member=refund.member, amount=points, reason=reason, idempotency_key=key, kind=EntryKind.ADJUST,
-        source_event=refund, now=now,
+        member=refund.member,
+        amount=points,
+        reason=reason,
+        idempotency_key=key,
+        kind=EntryKind.ADJUST,
+        source_event=refund,
+        now=now,
     )
     return True
 
@@ -424,8 +442,11 @@ def _refund_one(refund: MemberEvent, *, now: datetime) -> bool:
 def _earlier_refund_entries(*, purchase: MemberEvent, refund: MemberEvent):
     order_refunds = MemberEvent.objects.filter(member_id=refund.member_id, kind=EventKind.REFUND).filter(
         Q(payload__order_id=purchase.external_id)
-        | (Q(payload__order_no=purchase.payload.get("order_no")) if isinstance(purchase.payload, dict)
-           and purchase.payload.get("order_no") else Q(pk__in=[]))
+        | (
+            Q(payload__order_no=purchase.payload.get("order_no"))
+            if isinstance(purchase.payload, dict) and purchase.payload.get("order_no")
+            else Q(pk__in=[])
+        )
     )
     return PointsEntry.objects.filter(
         member_id=refund.member_id, kind=EntryKind.ADJUST, source_event__in=order_refunds.exclude(pk=refund.pk)

