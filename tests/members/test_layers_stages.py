@@ -184,6 +184,42 @@ def test_daily_counts_are_snapshotted_for_the_charts():
     assert counts == {("layer", "edge"): 3, ("stage", "new"): 3}
 
 
+def test_an_incremental_run_updates_todays_counts_to_what_a_recount_gives():
+    from collections import Counter
+
+    from members.services.layers import layers_recompute_incremental
+
+    now = timezone.now()
+    people = MemberFactory.create_batch(8, joined_at=now - 300 * DAY)
+    for days, member in zip([2.2, 20.2, 45.2, 100.2, 3.2, 5.2, 200.2, 1.2], people, strict=True):
+        ingest(purchases(member, now=now, days_ago=[days]))
+    layers_recompute_full(now=now)
+
+    def counts() -> dict:
+        snapshot = LayerSnapshot.objects.filter(day=timezone.localdate(now))
+        return {(s.dimension, s.value): s.members for s in snapshot if s.members}
+
+    def recount() -> dict:
+        found = Counter()
+        for layer, stage in MemberScore.objects.values_list("value_layer", "lifecycle_stage"):
+            found[("layer", layer)] += 1
+            found[("stage", stage)] += 1
+        return dict(found)
+
+    # Members change stage and layer; one joins.
+    ingest(purchases(people[1], now=now, days_ago=[0.1, 0.2]) + purchases(people[3], now=now, days_ago=[0.1]))
+    ingest([event(people[2], EventKind.CHECK_IN, at=now - 0.1 * DAY)])
+    MemberFactory(joined_at=now - 2 * DAY)
+    layers_recompute_incremental(now=now)
+    assert counts() == recount()
+
+    # A member deleted during the day leaves the counts at the next full run (the hourly runs
+    # apply what they recompute; they do not count a million score rows again).
+    people[4].delete()
+    layers_recompute_full(now=now)
+    assert counts() == recount()
+
+
 def test_points_expiring_soon_gives_the_tag_and_a_churn_risk_reason():
     from tests.factories.loyalty import EarnFactory
 
