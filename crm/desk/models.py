@@ -90,6 +90,7 @@ class SlaPolicy(BaseModel):
         help_text=_("Time from opening until the promised compensation must be delivered."),
     )
     warn_percent = models.PositiveSmallIntegerField(
+        # xgettext:no-python-format
         _("warn the owner at (% of the time used)"),
         default=80,
         validators=[MinValueValidator(1), MaxValueValidator(99)],
@@ -207,6 +208,7 @@ class Ticket(BaseModel):
     tell_minutes = models.PositiveIntegerField(_("Tell within (minutes)"), default=0, editable=False)
     time_minutes = models.PositiveIntegerField(_("Time within (minutes)"), default=0, editable=False)
     trust_minutes = models.PositiveIntegerField(_("Trust within (minutes)"), default=0, editable=False)
+    # xgettext:no-python-format
     warn_percent = models.PositiveSmallIntegerField(_("warn at (%)"), default=80, editable=False)
     paused_at = models.DateTimeField(_("paused at"), null=True, blank=True, editable=False)
     paused_seconds = models.PositiveIntegerField(

@@ -103,7 +103,7 @@ def _ticket_context(request, ticket: Ticket, **forms_given) -> dict:
         "active": active,
         "announce_form": forms_given.get("announce") or forms.NoticeForm(prefix="announce"),
         "timetable_form": forms_given.get("timetable") or forms.NoticeForm(prefix="timetable"),
-        "compensation_form": forms_given.get("request") or forms.CompensationForm(),
+        "compensation_form": forms_given.get("compensation") or forms.CompensationForm(),
         "reason_form": forms_given.get("reason") or forms.ReasonForm(),
         "reassign_form": forms_given.get("reassign") or forms.ReassignForm(),
         "note_form": forms_given.get("note") or forms.NoteForm(),
@@ -142,7 +142,9 @@ def ticket_action(request, ticket_id: int, action: str):
         raise Http404
     form = form_classes[action]() if action in form_classes else None
     if form is not None and not form.is_valid():
-        key = {"pause": "reason", "reopen": "reason", "note": "reason", "close": "note"}.get(action, action)
+        key = {"pause": "reason", "reopen": "reason", "note": "reason", "close": "note", "request": "compensation"}.get(
+            action, action
+        )
         context = _ticket_context(request, ticket, **{key: form})
         context["form_error"] = True
         return TemplateResponse(request, "desk/ticket.html", context, status=400)
@@ -233,7 +235,9 @@ def reports(request):
             "tell": _("Minutes to Tell"),
             "time": _("Minutes to Time"),
             "trust": _("Minutes to Trust"),
+            # xgettext:no-python-format
             "exit": _("Left a group within a week (%)"),
+            # xgettext:no-python-format
             "complaint": _("Complained within a week (%)"),
         },
     }
