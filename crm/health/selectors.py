@@ -236,8 +236,23 @@ CHART_FIELDS = [
 ]
 
 
-def snapshots_since(*, first_day: date) -> QuerySet[HealthSnapshot]:
-    return HealthSnapshot.objects.filter(day__gte=first_day).order_by("day")
+def snapshot_latest() -> HealthSnapshot | None:
+    return HealthSnapshot.objects.order_by("-day").first()
+
+
+def chart_series(*, first_day: date) -> dict:
+    """Plain lists for json_script: one label per day since first_day and one list per indicator
+    (None for no data). Reads tuples, not model instances: a year is 365 rows."""
+    rows = HealthSnapshot.objects.filter(day__gte=first_day).order_by("day").values_list("day", *CHART_FIELDS)
+    columns = list(zip(*rows, strict=True)) or [[] for _ in range(len(CHART_FIELDS) + 1)]
+
+    def number(value):
+        return None if value is None else float(value)
+
+    return {
+        "labels": [day.isoformat() for day in columns[0]],
+        **{name: [number(value) for value in columns[i + 1]] for i, name in enumerate(CHART_FIELDS)},
+    }
 
 
 def alarms_needing_attention() -> QuerySet[Alarm]:
@@ -245,21 +260,5 @@ def alarms_needing_attention() -> QuerySet[Alarm]:
     return Alarm.objects.filter(resolved_at__isnull=True).select_related("acknowledged_by").order_by("-raised_at")
 
 
-def alarms_recent(*, limit: int = 20) -> QuerySet[Alarm]:
-    return Alarm.objects.select_related("acknowledged_by", "resolved_by").order_by("-raised_at", "-id")[:limit]
-
-
 def open_tasks() -> QuerySet[DashboardTask]:
     return DashboardTask.objects.filter(status=DashboardTask.Status.OPEN).order_by("-created_at", "-id")
-
-
-def chart_series(snapshots: list[HealthSnapshot]) -> dict:
-    """Plain lists for json_script: one label per day and one list per indicator (None for no data)."""
-
-    def number(value):
-        return None if value is None else float(value)
-
-    return {
-        "labels": [s.day.isoformat() for s in snapshots],
-        **{name: [number(getattr(s, name)) for s in snapshots] for name in CHART_FIELDS},
-    }

@@ -60,15 +60,14 @@ def dashboard(request):
         raise PermissionDenied
     days = _days(request)
     today = timezone.localdate()
-    snapshots = list(selectors.snapshots_since(first_day=today - timedelta(days=days)))
     config = HealthSettings.objects.get_or_create(pk=HealthSettings.SINGLETON_ID)[0]
     context = {
         **admin.site.each_context(request),
         "title": _("Community health"),
         "config": config,
-        "latest": snapshots[-1] if snapshots else None,
+        "latest": selectors.snapshot_latest(),
         "chart_data": {
-            **selectors.chart_series(snapshots),
+            **selectors.chart_series(first_day=today - timedelta(days=days)),
             "targets": {
                 "activity_rate": float(config.activity_rate_target),
                 "ltv_multiple": float(config.ltv_multiple_target),

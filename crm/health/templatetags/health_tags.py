@@ -2,8 +2,8 @@
 
 from django import template
 
-from crm.health.models import HealthSettings, HealthSnapshot
-from crm.health.selectors import alarms_needing_attention, open_tasks
+from crm.health.models import HealthSettings
+from crm.health.selectors import alarms_needing_attention, open_tasks, snapshot_latest
 
 register = template.Library()
 
@@ -16,7 +16,7 @@ def health_summary(context) -> dict:
         return {"show": False}
     return {
         "show": True,
-        "latest": HealthSnapshot.objects.order_by("-day").first(),
+        "latest": snapshot_latest(),
         "config": HealthSettings.objects.get_or_create(pk=HealthSettings.SINGLETON_ID)[0],
         "alarms": list(alarms_needing_attention()[:5]),
         "open_tasks": open_tasks().count(),
