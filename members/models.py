@@ -67,6 +67,8 @@ class Member(BaseModel):
     last_active_at = models.DateTimeField(_("last active"), null=True, blank=True, editable=False)
     last_interaction_at = models.DateTimeField(_("last interaction"), null=True, blank=True, editable=False)
     last_purchase_at = models.DateTimeField(_("last purchase"), null=True, blank=True, editable=False)
+    # Not indexed (ingest writes it); segment rules "checked in within N days" read it.
+    last_check_in_at = models.DateTimeField(_("last check-in"), null=True, blank=True, editable=False)
     orders_count = models.PositiveIntegerField(_("orders"), default=0, editable=False)
     total_spent = models.DecimalField(
         _("total spent (yuan)"), max_digits=14, decimal_places=2, default=0, editable=False,

@@ -421,31 +421,38 @@ def _tags_q(operator: str, tag_ids: list[int]) -> Q:
     return combined
 
 
+# Kinds whose latest event is a rollup on Member (kept by ingest): "at least one in N days" and
+# "none in N days" read the member row instead of probing the behaviour log per member.
+_LAST_EVENT_COLUMNS = {EventKind.PURCHASE: "last_purchase_at", EventKind.CHECK_IN: "last_check_in_at"}
+
+
 def _events_q(node: dict, *, now: datetime) -> Q:
     """ "checked in at least 3 times in 7 days", "no purchase in 60 days" (= purchases eq 0)."""
-    events = MemberEvent.objects.filter(
-        member=OuterRef("pk"), kind=node["kind"], occurred_at__gte=now - timedelta(days=node["days"])
-    )
+    cut = now - timedelta(days=node["days"])
+    events = MemberEvent.objects.filter(member=OuterRef("pk"), kind=node["kind"], occurred_at__gte=cut)
     if node["sub_kind"]:
         events = events.filter(sub_kind=node["sub_kind"])
+    last = None if node["sub_kind"] else _LAST_EVENT_COLUMNS.get(node["kind"])
     operator, count = node["operator"], node["value"]
     # Normalize to "at least n" or "at most n" so the common cases become EXISTS / NOT EXISTS.
     if operator == "gt":
         operator, count = "gte", count + 1
     elif operator == "lt":
         operator, count = "lte", count - 1
+    some = Q(**{f"{last}__gte": cut}) if last else Q(Exists(events))
+    none = (Q(**{f"{last}__lt": cut}) | Q(**{f"{last}__isnull": True})) if last else ~Q(Exists(events))
     if operator == "gte":
         if count <= 0:
             return Q()
         if count == 1:
-            return Q(Exists(events))
+            return some
     if operator == "lte":
         if count < 0:
             return _nothing()
         if count == 0:
-            return ~Q(Exists(events))
+            return none
     if operator == "eq" and count == 0:
-        return ~Q(Exists(events))
+        return none
     counted = Coalesce(
         Subquery(
             events.order_by().values("member").annotate(n=Count("*")).values("n")[:1], output_field=IntegerField()

@@ -185,7 +185,7 @@ def _rollup_aggregate_sql(where: str) -> str:
     An event counts in a window when it occurred at or after the window's start in the one
     EventWindows row (members/services/windows.py); before any start is recorded, in none.
     """
-    purchase, refund = EventKind.PURCHASE.value, EventKind.REFUND.value
+    purchase, refund, check_in = EventKind.PURCHASE.value, EventKind.REFUND.value, EventKind.CHECK_IN.value
     windowed = ",\n               ".join(
         f"{aggregate} AS {column}" for column, aggregate in window_aggregates(ingest_window_starts()).items()
     )
@@ -194,6 +194,7 @@ def _rollup_aggregate_sql(where: str) -> str:
                MAX(CASE WHEN e.kind IN ({_kinds_sql(ACTIVE_KINDS)}) THEN e.occurred_at END) AS last_active,
                MAX(CASE WHEN e.kind IN ({_kinds_sql(INTERACTION_KINDS)}) THEN e.occurred_at END) AS last_interaction,
                MAX(CASE WHEN e.kind = '{purchase}' THEN e.occurred_at END) AS last_purchase,
+               MAX(CASE WHEN e.kind = '{check_in}' THEN e.occurred_at END) AS last_check_in,
                SUM(CASE WHEN e.kind = '{purchase}' THEN 1 ELSE 0 END) AS orders,
                SUM(CASE WHEN e.kind = '{purchase}' THEN COALESCE(e.amount, 0)
                         WHEN e.kind = '{refund}' THEN -COALESCE(e.amount, 0) ELSE 0 END) AS spent,
@@ -234,6 +235,7 @@ def _apply_rollups_of_new_events(event_ids: list[int]) -> None:
             last_active_at = {_later(f"{member}.last_active_at", "d.last_active")},
             last_interaction_at = {_later(f"{member}.last_interaction_at", "d.last_interaction")},
             last_purchase_at = {_later(f"{member}.last_purchase_at", "d.last_purchase")},
+            last_check_in_at = {_later(f"{member}.last_check_in_at", "d.last_check_in")},
             orders_count = {member}.orders_count + d.orders,
             total_spent = {member}.total_spent + d.spent,
             {window_set_clause(member)}
@@ -270,6 +272,7 @@ def member_rollups_rebuild(*, first_id: int, last_id: int) -> int:
                 last_active_at = d.last_active,
                 last_interaction_at = d.last_interaction,
                 last_purchase_at = d.last_purchase,
+                last_check_in_at = d.last_check_in,
                 orders_count = d.orders,
                 total_spent = d.spent,
                 {windowed}
@@ -282,7 +285,7 @@ def member_rollups_rebuild(*, first_id: int, last_id: int) -> int:
         cursor.execute(
             f"""
             UPDATE {member} SET last_active_at = NULL, last_interaction_at = NULL,
-                   last_purchase_at = NULL, orders_count = 0, total_spent = 0, {emptied}
+                   last_purchase_at = NULL, last_check_in_at = NULL, orders_count = 0, total_spent = 0, {emptied}
             WHERE id BETWEEN %s AND %s
               AND (orders_count <> 0 OR total_spent <> 0 OR last_active_at IS NOT NULL
                    OR window_first_purchase_at IS NOT NULL OR {nonzero})

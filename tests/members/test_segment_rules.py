@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from members.models import Channel, EventKind, InteractionKind, Member, MemberTag
+from members.models import Channel, EventKind, InteractionKind, Member, MemberEvent, MemberTag
 from members.models_layers import MemberScore
 from members.segment_rules import SegmentRuleError, describe_rules, rules_to_q, validate_rules
 from tests.factories import MemberFactory, TagFactory
@@ -127,6 +127,33 @@ def test_event_counts_in_the_last_n_days():
     assert _select(lapsed, now) == {lapsed_buyer.pk}
     watched = {"op": "and", "rules": [cond("event_count", "gt", 0, kind="interaction", sub_kind="live_watch", days=7)]}
     assert _select(watched, now) == {recent_buyer.pk}
+
+
+@pytest.mark.django_db
+def test_any_or_no_check_in_or_purchase_in_n_days_read_the_rollups_and_agree_with_the_log():
+    """ "At least one" / "none" of a kind with a last-event rollup read the member row; the answer
+    is the log's, also for events ingested late and out of order."""
+    now = timezone.now()
+    people = MemberFactory.create_batch(6)
+    days = {0: [1.2], 1: [29.2], 2: [31.2], 3: [], 4: [40.2, 3.2], 5: [2.2, 95.2]}
+    for index, member in enumerate(people):
+        # Newest first, so the late (older) events arrive after the rollup already holds a later one.
+        ingest([event(member, EventKind.CHECK_IN, at=now - d * DAY) for d in sorted(days[index])])
+        ingest(purchases(member, now=now, days_ago=sorted(days[index], reverse=True)))
+
+    def from_log(kind, within):
+        cut = now - within * DAY
+        return {m.pk for m in people if MemberEvent.objects.filter(member=m, kind=kind, occurred_at__gte=cut).exists()}
+
+    everyone = {m.pk for m in people}
+    for kind in (EventKind.CHECK_IN, EventKind.PURCHASE):
+        for within in (2, 30, 90):
+            some = {"op": "and", "rules": [cond("event_count", "gte", 1, kind=kind, days=within)]}
+            none = {"op": "and", "rules": [cond("event_count", "eq", 0, kind=kind, days=within)]}
+            assert _select(some, now) == from_log(kind, within)
+            assert _select(none, now) == everyone - from_log(kind, within)
+    rule = {"op": "and", "rules": [cond("event_count", "gt", 0, kind="check_in", days=30)]}
+    assert "last_check_in_at" in str(Member.objects.filter(rules_to_q(rule, now=now)).query)
 
 
 @pytest.mark.django_db
