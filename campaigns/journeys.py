@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
@@ -208,8 +208,9 @@ def referrals_reward(*, campaign: Campaign, step: JourneyStep, now: datetime) ->
     candidates = referral_candidates(campaign=campaign, step=step, now=now)
     member = Member._meta.db_table
     select_sql, params = (
-        candidates.order_by("occurred_at", "pk")
-        .values("member_id", "invitee_id", "device_id", "pk")
+        candidates.annotate(event_id=F("pk"))
+        .order_by("occurred_at", "pk")
+        .values("member_id", "invitee_id", "device_id", "event_id")
         .query.sql_with_params()
     )
     referral = Referral._meta.db_table
@@ -217,7 +218,7 @@ def referrals_reward(*, campaign: Campaign, step: JourneyStep, now: datetime) ->
         cursor.execute(
             f"INSERT INTO {referral} (campaign_id, inviter_id, invitee_id, invitee_phone, device, invite_event_id, "
             "rewarded_at) "
-            f"SELECT %s, c.member_id, c.invitee_id, COALESCE(i.phone, ''), COALESCE(c.device_id, ''), c.id, %s "
+            f"SELECT %s, c.member_id, c.invitee_id, COALESCE(i.phone, ''), COALESCE(c.device_id, ''), c.event_id, %s "
             f"FROM ({select_sql}) c JOIN {member} i ON i.id = c.invitee_id WHERE true "
             "ON CONFLICT DO NOTHING",
             [campaign.pk, connection.ops.adapt_datetimefield_value(now), *params],

@@ -52,7 +52,12 @@ def churn_reason_expression(*, now: datetime, settings: RecallSettings) -> tuple
     last_complaint = (
         events.filter(kind=EventKind.COMPLAINT)
         .annotate(
-            topic=Coalesce(KeyTextTransform("category", "payload"), KeyTextTransform("topic", "payload"), Value(""))
+            topic=Coalesce(
+                KeyTextTransform("category", "payload"),
+                KeyTextTransform("topic", "payload"),
+                Value(""),
+                output_field=CharField(),
+            )
         )
         .order_by("-occurred_at", "-pk")
         .values("topic")[:1]
