@@ -140,6 +140,8 @@ def test_any_or_no_check_in_or_purchase_in_n_days_read_the_rollups_and_agree_wit
         # Newest first, so the late (older) events arrive after the rollup already holds a later one.
         ingest([event(member, EventKind.CHECK_IN, at=now - d * DAY) for d in sorted(days[index])])
         ingest(purchases(member, now=now, days_ago=sorted(days[index], reverse=True)))
+    # Other activity lately, which the check-in and purchase answers must not take for theirs.
+    ingest(event(m, EventKind.INTERACTION, at=now - 0.5 * DAY, sub_kind=InteractionKind.LIKE) for m in people[2:4])
 
     def from_log(kind, within):
         cut = now - within * DAY
