@@ -90,7 +90,6 @@ class SubmissionAdmin(BaseModelAdmin):
     search_fields = ["=id", "=member__external_id", "=external_id"]
     search_help_text = _("Submission number, member number or the sender's id.")
     ordering = ["-id"]
-    date_hierarchy = None
     raw_id_fields = ["member"]
     inlines = [SubmissionImageInline, ModerationDecisionInline]
     actions = ["approve", "reject", "feature", "unfeature"]

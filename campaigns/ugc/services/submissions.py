@@ -213,8 +213,9 @@ def _save_images(submission: Submission, images: Sequence[ImageInput]) -> None:
 # Moderation ----------------------------------------------------------------------------------
 
 
-def _lock(ids: Iterable[int], **filters) -> list[tuple[int, int, str]]:
-    """Lock the submissions among `ids` that match `filters`, in id order; (id, member_id, kind) each.
+def _lock(ids: Iterable[int], *, not_status: str | None = None, **filters) -> list[tuple[int, int, str]]:
+    """Lock the submissions among `ids` that match `filters` (and are not in `not_status`), in id
+    order; (id, member_id, kind) each.
 
     Rows matching when the lock is granted are the ones returned: on PostgreSQL a row another
     transaction just decided is re-checked against the filters after that transaction commits.
@@ -222,12 +223,10 @@ def _lock(ids: Iterable[int], **filters) -> list[tuple[int, int, str]]:
     ids = sorted({int(pk) for pk in ids})
     if not ids:
         return []
-    return list(
-        Submission.objects.filter(pk__in=ids, **filters)
-        .order_by("pk")
-        .select_for_update()
-        .values_list("pk", "member_id", "kind")
-    )
+    submissions = Submission.objects.filter(pk__in=ids, **filters)
+    if not_status is not None:
+        submissions = submissions.exclude(status=not_status)
+    return list(submissions.order_by("pk").select_for_update().values_list("pk", "member_id", "kind"))
 
 
 def _record(
@@ -252,7 +251,7 @@ def submissions_approve(*, submission_ids: Iterable[int], actor: AbstractBaseUse
     """
     require_staff_actor(actor)
     now = now or timezone.now()
-    rows = _lock_not_in_status(submission_ids, SubmissionStatus.APPROVED)
+    rows = _lock(submission_ids, not_status=SubmissionStatus.APPROVED)
     if not rows:
         return 0
     Submission.objects.filter(pk__in=[pk for pk, _m, _k in rows]).update(
@@ -276,19 +275,6 @@ def submissions_approve(*, submission_ids: Iterable[int], actor: AbstractBaseUse
     return len(rows)
 
 
-def _lock_not_in_status(ids: Iterable[int], status: str) -> list[tuple[int, int, str]]:
-    ids = sorted({int(pk) for pk in ids})
-    if not ids:
-        return []
-    return list(
-        Submission.objects.filter(pk__in=ids)
-        .exclude(status=status)
-        .order_by("pk")
-        .select_for_update()
-        .values_list("pk", "member_id", "kind")
-    )
-
-
 @transaction.atomic
 def submissions_reject(
     *, submission_ids: Iterable[int], actor: AbstractBaseUser, reason: str, now: datetime | None = None
@@ -307,7 +293,7 @@ def submissions_reject(
             {"reason": [_("The reason may be at most %(max)d characters.") % {"max": MAX_REASON_LENGTH}]}
         )
     now = now or timezone.now()
-    rows = _lock_not_in_status(submission_ids, SubmissionStatus.REJECTED)
+    rows = _lock(submission_ids, not_status=SubmissionStatus.REJECTED)
     if not rows:
         return 0
     Submission.objects.filter(pk__in=[pk for pk, _m, _k in rows]).update(
