@@ -42,6 +42,14 @@ from crm.core.exceptions import ApplicationError
 from members.models import Member
 from members.resources import mask_phone
 
+FUNNEL_STAGES = {
+    "assigned": _("members"),
+    "sent": _("sent"),
+    "delivered": _("delivered"),
+    "opened": _("opened"),
+    "clicked": _("clicked"),
+    "converted": _("converted"),
+}
 SAMPLE_MEMBER = Member(name="欧阳娜娜娜", external_id="M000000000", city="乌鲁木齐")
 
 
@@ -155,9 +163,18 @@ class CampaignAdmin(BaseModelAdmin):
         parts += [f"{_('skipped')} · {reason_names.get(k, k)}: {v}" for k, v in sorted(counts["skip_reason"].items())]
         return " · ".join(parts)
 
+    @staticmethod
+    def _arms(campaign: Campaign):
+        """The results per arm, computed once per page (the table and the chart share them)."""
+        if campaign.pk is None:
+            return []
+        if not hasattr(campaign, "_arms"):
+            campaign._arms = campaign_results(campaign=campaign)
+        return campaign._arms
+
     @admin.display(description=_("results per variant"))
     def results(self, campaign: Campaign):
-        arms = campaign_results(campaign=campaign) if campaign.pk else []
+        arms = self._arms(campaign)
         if not arms:
             return "-"
 
@@ -234,6 +251,18 @@ class CampaignAdmin(BaseModelAdmin):
         return own + urls
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        arms = self._arms(obj) if obj is not None else []
+        if any(arm.assigned for arm in arms):
+            context["funnel"] = {
+                "labels": [str(label) for label in FUNNEL_STAGES.values()],
+                "datasets": [
+                    {
+                        "label": str(_("control group")) if arm.is_control else arm.name,
+                        "data": [getattr(arm, stage) for stage in FUNNEL_STAGES],
+                    }
+                    for arm in arms
+                ],
+            }
         if obj is not None:
             context["transition_buttons"] = [
                 (name, TRANSITIONS[name].label) for name in campaign_actions_allowed(campaign=obj, user=request.user)
@@ -342,13 +371,14 @@ class DeliveryAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
         "step",
         "member",
         "channel",
+        "sent_via",
         "status",
         "skip_reason",
         "attempts",
         "next_attempt_at",
         "sent_at",
     )
-    list_filter = ("status", "skip_reason", "channel", "category", "deferred")
+    list_filter = ("status", "skip_reason", "channel", "sent_via", "category", "deferred")
     list_select_related = ("campaign", "member")
     search_fields = ("=member__external_id", "=campaign__id")
     search_help_text = _("Member number or campaign id.")
@@ -419,3 +449,7 @@ class ChannelConfigAdmin(BaseModelAdmin):
     def fallback_off(self, request, queryset):
         for config in queryset.order_by("channel"):
             channel_fallback_clear(channel=config.channel)
+
+
+# Recall and referrals have their own module; importing it registers them.
+from campaigns import admin_recall  # noqa: E402,F401

@@ -8,6 +8,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("staff/members/", include("members.urls")),
     path("staff/ugc/", include("campaigns.ugc.urls")),
+    path("staff/campaigns/", include("campaigns.urls")),
     path("staff/health/", include("crm.health.urls")),
     path("staff/desk/", include("crm.desk.urls")),
     path("honors/", include("loyalty.urls")),
