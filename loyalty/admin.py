@@ -24,28 +24,19 @@ from django.utils.translation import ngettext
 from crm.core.admin import BaseModelAdmin, ReadOnlyAdminMixin
 from crm.core.exceptions import ApplicationError
 from loyalty.models import (
-    Badge,
-    Coupon,
-    CouponBatch,
     EarnRule,
     LoyaltySettings,
-    MemberBadge,
     MemberTier,
     PointsAccount,
     PointsAllocation,
     PointsEntry,
     PointsMultiplierWindow,
-    Reward,
-    RewardRedemption,
     Tier,
     TierChange,
     TierDowngradeNotice,
 )
 from loyalty.selectors import member_tier_history, points_open_lots, tier_progress
 from loyalty.services import (
-    badge_award,
-    badge_revoke,
-    coupons_issue_by_member_numbers,
     points_adjust,
     points_reverse,
 )
@@ -69,9 +60,7 @@ class IdempotentForm(forms.Form):
 
 
 class AdjustmentForm(IdempotentForm):
-    amount = forms.IntegerField(
-        label=_("points"), help_text=_("Positive to give points, negative to take them away.")
-    )
+    amount = forms.IntegerField(label=_("points"), help_text=_("Positive to give points, negative to take them away."))
     reason = forms.CharField(
         label=_("reason"),
         max_length=255,
@@ -157,9 +146,7 @@ class LoyaltySettingsAdmin(BaseModelAdmin):
         # There is one row: the list would only be a link to it.
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        return HttpResponseRedirect(
-            reverse("admin:loyalty_loyaltysettings_change", args=[LoyaltySettings.load().pk])
-        )
+        return HttpResponseRedirect(reverse("admin:loyalty_loyaltysettings_change", args=[LoyaltySettings.load().pk]))
 
 
 @admin.register(PointsAccount)
@@ -188,14 +175,20 @@ class PointsAccountAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
             "",
             "<tr><td>{}</td><td>{}</td></tr>",
             (
-                (lot.remaining, date_format(timezone.localtime(lot.expires_at), "DATETIME_FORMAT")
-                 if lot.expires_at else _("never"))
+                (
+                    lot.remaining,
+                    date_format(timezone.localtime(lot.expires_at), "DATETIME_FORMAT")
+                    if lot.expires_at
+                    else _("never"),
+                )
                 for lot in lots
             ),
         )
         return format_html(
             "<table><thead><tr><th>{}</th><th>{}</th></tr></thead><tbody>{}</tbody></table>",
-            _("points"), _("expires at"), rows,
+            _("points"),
+            _("expires at"),
+            rows,
         )
 
     @admin.display(description=_("see also"))
@@ -211,8 +204,13 @@ class PointsAccountAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
         form = AdjustmentForm(request.POST if "apply" in request.POST else None)
         if not (form.is_bound and form.is_valid()):
             return _render_points_form(
-                self, request, title=_("Adjust points"), form=form, action="adjust_points",
-                targets=[account.member for account in accounts], selected=[account.pk for account in accounts],
+                self,
+                request,
+                title=_("Adjust points"),
+                form=form,
+                action="adjust_points",
+                targets=[account.member for account in accounts],
+                selected=[account.pk for account in accounts],
             )
         done, failures = 0, []
         for account in accounts:
@@ -260,8 +258,18 @@ class PointsEntryAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     ordering = ("-id",)
     sortable_by = ()
     fields = (
-        "member", "kind", "amount", "remaining", "expires_at", "reason", "source_event", "reverses", "reversed_by",
-        "actor", "idempotency_key", "created_at",
+        "member",
+        "kind",
+        "amount",
+        "remaining",
+        "expires_at",
+        "reason",
+        "source_event",
+        "reverses",
+        "reversed_by",
+        "actor",
+        "idempotency_key",
+        "created_at",
     )
     readonly_fields = fields
     inlines = (PointsAllocationInline,)
@@ -322,8 +330,13 @@ class PointsEntryAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
         form = ReversalForm(request.POST if "apply" in request.POST else None)
         if not (form.is_bound and form.is_valid()):
             return _render_points_form(
-                self, request, title=_("Reverse entries"), form=form, action="reverse_entries",
-                targets=[f"{entry.member}: {entry}" for entry in entries], selected=[entry.pk for entry in entries],
+                self,
+                request,
+                title=_("Reverse entries"),
+                form=form,
+                action="reverse_entries",
+                targets=[f"{entry.member}: {entry}" for entry in entries],
+                selected=[entry.pk for entry in entries],
             )
         done, failures = 0, []
         for entry in entries:
@@ -344,8 +357,16 @@ class PointsEntryAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
 @admin.register(Tier)
 class TierAdmin(BaseModelAdmin):
     list_display = (
-        "name", "code", "rank", "rule", "min_spend", "min_points", "qualifying_period_days",
-        "discount_percent", "points_multiplier", "validity_days",
+        "name",
+        "code",
+        "rank",
+        "rule",
+        "min_spend",
+        "min_points",
+        "qualifying_period_days",
+        "discount_percent",
+        "points_multiplier",
+        "validity_days",
     )
     ordering = ("rank",)
     fieldsets = (
@@ -379,15 +400,25 @@ class MemberTierAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (date_format(timezone.localtime(change.created_at), "DATETIME_FORMAT"), change.from_tier or "-",
-                 change.to_tier, change.reason, change.actor or "-")
+                (
+                    date_format(timezone.localtime(change.created_at), "DATETIME_FORMAT"),
+                    change.from_tier or "-",
+                    change.to_tier,
+                    change.reason,
+                    change.actor or "-",
+                )
                 for change in changes
             ),
         )
         return format_html(
             "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead>"
             "<tbody>{}</tbody></table>",
-            _("changed at"), _("from"), _("to"), _("reason"), _("by"), rows,
+            _("changed at"),
+            _("from"),
+            _("to"),
+            _("reason"),
+            _("by"),
+            rows,
         )
 
 
@@ -430,229 +461,6 @@ class PointsMultiplierWindowAdmin(BaseModelAdmin):
     fields = ("name", "starts_at", "ends_at", "factor", "is_active")
 
 
-@admin.register(Reward)
-class RewardAdmin(BaseModelAdmin):
-    list_display = ("name", "points_price", "stock", "per_member_limit", "min_tier", "valid_from", "valid_until",
-                    "is_active")
-    list_select_related = ("min_tier",)
-    list_filter = ("is_active", "min_tier")
-    search_fields = ("name",)
-    ordering = ("points_price", "id")
-    fieldsets = (
-        (None, {"fields": ("name", "description", "points_price", "is_active")}),
-        (_("Limits"), {"fields": ("stock", "per_member_limit", "min_tier", "valid_from", "valid_until")}),
-    )
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-@admin.register(RewardRedemption)
-class RewardRedemptionAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
-    list_display = ("created_at", "member", "reward", "points_entry")
-    list_select_related = ("member", "reward", "points_entry")
-    list_filter = ("reward",)
-    show_facets = admin.ShowFacets.NEVER
-    search_fields = ("=member__external_id",)
-    search_help_text = _("Member number.")
-    ordering = ("-id",)
-    sortable_by = ()
-
-
-ISSUE_COUPONS_PERMISSION = "loyalty.add_coupon"
-MAX_MEMBER_NUMBERS = 10_000
-
-
-class CouponIssueForm(IdempotentForm):
-    member_numbers = forms.CharField(
-        label=_("member numbers"),
-        widget=forms.Textarea(attrs={"rows": 10}),
-        help_text=_("One member number per line (or separated by commas or spaces). Each member gets one coupon."),
-    )
-
-    def clean_member_numbers(self) -> list[str]:
-        numbers = [n for n in self.cleaned_data["member_numbers"].replace(",", " ").split() if n]
-        if len(numbers) > MAX_MEMBER_NUMBERS:
-            raise ValidationError(_("At most %(max)d member numbers at a time.") % {"max": MAX_MEMBER_NUMBERS})
-        return numbers
-
-
-@admin.register(CouponBatch)
-class CouponBatchAdmin(BaseModelAdmin):
-    """Coupon definitions; "Issue to members" on a batch's page gives its coupons out by member number."""
-
-    list_display = ("name", "kind", "value", "min_spend", "valid_from", "valid_until")
-    list_filter = ("kind",)
-    search_fields = ("name",)
-    ordering = ("-id",)
-    readonly_fields = ("issue_link",)
-    fields = ("name", "kind", "value", "min_spend", "valid_from", "valid_until", "issue_link")
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    @admin.display(description=_("issue"))
-    def issue_link(self, batch: CouponBatch):
-        if not batch.pk:
-            return "-"
-        url = reverse("admin:loyalty_couponbatch_issue", args=[batch.pk])
-        coupons = reverse("admin:loyalty_coupon_changelist") + f"?batch__id__exact={batch.pk}"
-        return format_html('<a class="button" href="{}">{}</a> <a href="{}">{}</a>', url,
-                           _("Issue to members"), coupons, _("Coupons of this batch"))
-
-    def get_urls(self):
-        return [
-            path("<int:pk>/issue/", self.admin_site.admin_view(self.issue_view), name="loyalty_couponbatch_issue"),
-            *super().get_urls(),
-        ]
-
-    def issue_view(self, request, pk: int):
-        if not request.user.has_perm(ISSUE_COUPONS_PERMISSION):
-            raise PermissionDenied
-        batch = self.get_object(request, str(pk))
-        if batch is None:
-            raise PermissionDenied
-        form = CouponIssueForm(request.POST if request.method == "POST" else None)
-        if form.is_bound and form.is_valid():
-            try:
-                issued, unknown = coupons_issue_by_member_numbers(
-                    batch=batch, member_numbers=form.cleaned_data["member_numbers"],
-                    issue_key=f"admin:{form.cleaned_data['token']}",
-                )
-            except ApplicationError as error:
-                form.add_error(None, error.message)
-            else:
-                self.message_user(
-                    request,
-                    ngettext("%(count)d coupon issued.", "%(count)d coupons issued.", issued) % {"count": issued},
-                    messages.SUCCESS,
-                )
-                if unknown:
-                    self.message_user(
-                        request,
-                        _("No member has these numbers: %(numbers)s") % {"numbers": ", ".join(unknown[:50])},
-                        messages.WARNING,
-                    )
-                return HttpResponseRedirect(reverse("admin:loyalty_couponbatch_change", args=[batch.pk]))
-        return _render_points_form(self, request, title=_("Issue %(batch)s") % {"batch": batch}, form=form)
-
-
-@admin.register(Coupon)
-class CouponAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
-    list_display = ("code", "member", "batch", "status", "issued_at", "expires_at", "used_at", "order_ref")
-    list_select_related = ("member", "batch")
-    list_filter = ("status", "batch")
-    show_facets = admin.ShowFacets.NEVER
-    search_fields = ("=code", "=member__external_id")
-    search_help_text = _("Coupon code or member number.")
-    ordering = ("-id",)
-    sortable_by = ()
-
-
-AWARD_BADGES_PERMISSION = "loyalty.award_badges"
-
-
-class BadgeAwardForm(CouponIssueForm):
-    reason = forms.CharField(label=_("reason"), max_length=255, help_text=_("Kept with the award."))
-
-
-@admin.register(Badge)
-class BadgeAdmin(BaseModelAdmin):
-    """Badges and titles; "Award to members" on a badge's page gives it by hand, by member number."""
-
-    list_display = ("name", "kind", "rule", "threshold", "period_days", "validity_days", "is_public", "is_active")
-    list_filter = ("kind", "rule", "is_active")
-    search_fields = ("name", "code")
-    ordering = ("kind", "name")
-    readonly_fields = ("award_link",)
-    fieldsets = (
-        (None, {"fields": ("name", "code", "kind", "description", "privileges", "is_public", "is_active")}),
-        (_("Rule"), {"fields": ("rule", "threshold", "period_days", "validity_days")}),
-        (None, {"fields": ("award_link",)}),
-    )
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    @admin.display(description=_("award"))
-    def award_link(self, badge: Badge):
-        if not badge.pk:
-            return "-"
-        holders = reverse("admin:loyalty_memberbadge_changelist") + f"?badge__id__exact={badge.pk}"
-        return format_html(
-            '<a class="button" href="{}">{}</a> <a href="{}">{}</a>',
-            reverse("admin:loyalty_badge_award", args=[badge.pk]), _("Award to members"), holders, _("Holders"),
-        )
-
-    def get_urls(self):
-        return [
-            path("<int:pk>/award/", self.admin_site.admin_view(self.award_view), name="loyalty_badge_award"),
-            *super().get_urls(),
-        ]
-
-    def award_view(self, request, pk: int):
-        if not request.user.has_perm(AWARD_BADGES_PERMISSION):
-            raise PermissionDenied
-        badge = self.get_object(request, str(pk))
-        if badge is None:
-            raise PermissionDenied
-        form = BadgeAwardForm(request.POST if request.method == "POST" else None)
-        if form.is_bound and form.is_valid():
-            numbers = form.cleaned_data["member_numbers"]
-            members = {m.external_id: m for m in Member.objects.filter(external_id__in=numbers)}
-            done = 0
-            for number in numbers:
-                if number in members:
-                    badge_award(member=members[number], badge=badge, actor=request.user,
-                                reason=form.cleaned_data["reason"])
-                    done += 1
-            self.message_user(request, ngettext("%(count)d member awarded.", "%(count)d members awarded.", done)
-                              % {"count": done}, messages.SUCCESS)
-            unknown = sorted(set(numbers) - set(members))
-            if unknown:
-                self.message_user(request, _("No member has these numbers: %(numbers)s")
-                                  % {"numbers": ", ".join(unknown[:50])}, messages.WARNING)
-            return HttpResponseRedirect(reverse("admin:loyalty_badge_change", args=[badge.pk]))
-        return _render_points_form(self, request, title=_("Award %(badge)s") % {"badge": badge}, form=form)
-
-
-class RevokeForm(IdempotentForm):
-    reason = forms.CharField(label=_("reason"), max_length=255)
-
-
-@admin.register(MemberBadge)
-class MemberBadgeAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
-    list_display = ("member", "badge", "awarded_at", "expires_at", "revoked_at", "awarded_by", "reason")
-    list_select_related = ("member", "badge", "awarded_by")
-    list_filter = ("badge",)
-    show_facets = admin.ShowFacets.NEVER
-    search_fields = ("=member__external_id",)
-    search_help_text = _("Member number.")
-    ordering = ("-id",)
-    sortable_by = ()
-    actions = ("revoke",)
-
-    def has_award_permission(self, request) -> bool:
-        return request.user.has_perm(AWARD_BADGES_PERMISSION)
-
-    @admin.action(permissions=["award"], description=_("Revoke the selected badges and titles"))
-    def revoke(self, request, queryset):
-        held = list(queryset.select_related("member", "badge")[: MAX_ROWS_PER_ACTION + 1])
-        if _too_many(self, request, held):
-            return None
-        form = RevokeForm(request.POST if "apply" in request.POST else None)
-        if not (form.is_bound and form.is_valid()):
-            return _render_points_form(
-                self, request, title=_("Revoke badges and titles"), form=form, action="revoke",
-                targets=[str(item) for item in held], selected=[item.pk for item in held],
-            )
-        for item in held:
-            badge_revoke(member_badge=item, actor=request.user, reason=form.cleaned_data["reason"])
-        self.message_user(request, ngettext("%(count)d revoked.", "%(count)d revoked.", len(held))
-                          % {"count": len(held)}, messages.SUCCESS)
-        return None
-
-
 @admin.register(TierDowngradeNotice)
 class TierDowngradeNoticeAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     list_display = ("created_at", "member", "from_tier", "to_tier", "downgrade_on", "outcome", "message")
@@ -665,5 +473,5 @@ class TierDowngradeNoticeAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     sortable_by = ()
 
 
-# Runs of the periodic jobs.
-from loyalty import admin_jobs  # noqa: E402,F401
+# Rewards, coupons, badges and titles; runs of the periodic jobs.
+from loyalty import admin_jobs, admin_rewards  # noqa: E402,F401
