@@ -8,12 +8,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from campaigns.ugc.selectors import featured_submissions, polls_for_results_page
-
-
-def _mask(name: str) -> str:
-    """张三丰 → 张**: staff pages that may be shown around show no full member names."""
-    name = (name or "").strip()
-    return f"{name[0]}**" if name else "—"
+from loyalty.selectors import masked_name
 
 
 @require_GET
@@ -37,7 +32,8 @@ def featured_view(request):
     context = {
         **admin.site.each_context(request),
         "title": _("Featured member content"),
-        "submissions": [(submission, _mask(submission.member.name)) for submission in submissions],
+        # Masked as on the honor roll: the page is made to be shown around (screens, reports).
+        "submissions": [(submission, masked_name(submission.member.name)) for submission in submissions],
         "polls": polls,
         "chart_data": chart_data,
         "votes_label": _("votes"),
