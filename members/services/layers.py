@@ -526,9 +526,17 @@ def _predictions(ctx: Context, scope: Scope, params) -> tuple[str, dict] | None:
         params=params, frequency=data[:, 1], recency=np.minimum(data[:, 2], age), T=age, horizons_days=(30, 90)
     )
     member_ids = data[:, 0].astype(np.int64).tolist()
-    p_alive = np.round(prediction.p_alive, 6).tolist()
-    e30 = np.round(prediction.expected[0], 6).tolist()
-    e90 = np.round(prediction.expected[1], 6).tolist()
+
+    def values(array) -> list:
+        # A fit at the edge of its domain can overflow for some summaries: no figure (NULL)
+        # rather than NaN or infinity.
+        rounded = np.round(np.asarray(array, dtype=float), 6)
+        finite = np.isfinite(rounded)
+        if finite.all():
+            return rounded.tolist()
+        return [value if ok else None for value, ok in zip(rounded.tolist(), finite.tolist(), strict=True)]
+
+    p_alive, e30, e90 = values(prediction.p_alive), values(prediction.expected[0]), values(prediction.expected[1])
     if _pg():
         source = (
             "SELECT unnest(%(ids)s::bigint[]) AS id, unnest(%(p)s::float8[]) AS p, "
@@ -537,7 +545,10 @@ def _predictions(ctx: Context, scope: Scope, params) -> tuple[str, dict] | None:
         # Array literals built here: psycopg's list adapter inspects every element (a regex per
         # float), which cost more client time than the rest of the run at a million members.
         arrays = {"ids": member_ids, "p": p_alive, "e30": e30, "e90": e90}
-        return source, {name: "{" + ",".join(map(str, values)) + "}" for name, values in arrays.items()}
+        return source, {
+            name: "{" + ",".join("NULL" if value is None else str(value) for value in column) + "}"
+            for name, column in arrays.items()
+        }
     source = (
         "SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS p, "
         "json_extract(value, '$[2]') AS e30, json_extract(value, '$[3]') AS e90 FROM json_each(%(rows)s)"
@@ -712,6 +723,10 @@ def _publish(ctx: Context) -> int:
         )
     ctx.run.refresh_from_db()
     _vacuum_drafts()
+    if _pg() and ctx.run.kind == LayerJobRun.Kind.FULL:
+        # Every score row was just rewritten: fresh statistics for the segment queries' planner
+        # (a sample of the table; autovacuum would get to it later).
+        _execute(f"ANALYZE {MemberScore._meta.db_table}", {})
     return written
 
 

@@ -188,25 +188,26 @@ def _move_starts(state: EventWindows, targets: dict) -> list[int]:
     for column, _aggregate in aggregates.items():
         if column == "window_first_purchase_at":
             continue
-        sets.append(f"{column} = m.{column} + %({FIGURE_WINDOWS[column]}_sign)s * d.{column}")
+        sets.append(f"{column} = {MEMBER}.{column} + %({FIGURE_WINDOWS[column]}_sign)s * d.{column}")
     if params["rfm_sign"] < 0:
         # A purchase left the window: the first purchase in it is looked up again for that member
         # only (memberevent_member_time_idx), the others keep theirs.
         first = f"""CASE WHEN d.window_orders > 0 THEN (
                 SELECT MIN(f.occurred_at) FROM {EVENT} f
-                WHERE f.member_id = m.id AND f.kind = '{PURCHASE}' AND f.occurred_at >= %(rfm_high)s)
-            ELSE m.window_first_purchase_at END"""
+                WHERE f.member_id = {MEMBER}.id AND f.kind = '{PURCHASE}' AND f.occurred_at >= %(rfm_high)s)
+            ELSE {MEMBER}.window_first_purchase_at END"""
     else:
-        first = _earlier("m.window_first_purchase_at", "d.window_first_purchase_at")
+        first = _earlier(f"{MEMBER}.window_first_purchase_at", "d.window_first_purchase_at")
     sets.append(f"window_first_purchase_at = {first}")
     selected = ", ".join(f"{aggregate} AS {column}" for column, aggregate in aggregates.items())
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""UPDATE {MEMBER} AS m SET {", ".join(sets)}
+            # No alias for the updated table: SQLite's UPDATE … FROM does not take one.
+            f"""UPDATE {MEMBER} SET {", ".join(sets)}
                 FROM (SELECT e.member_id, {selected} FROM {EVENT} e
                       WHERE {" OR ".join(ranges)} GROUP BY e.member_id) AS d
-                WHERE m.id = d.member_id
-                RETURNING m.id""",
+                WHERE {MEMBER}.id = d.member_id
+                RETURNING {MEMBER}.id""",
             params,
         )
         members = [row[0] for row in cursor.fetchall()]
