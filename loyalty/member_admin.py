@@ -143,7 +143,7 @@ class MemberLoyaltyActionsMixin:
             form=form,
             action="grant_points",
             title=_("Give points"),
-            intro=_("Points are given to every member listed below at once, with your name and the reason."),
+            intro=_("Every selected member gets the points at once, recorded with your name and the reason."),
         )
 
     @admin.action(permissions=["issue_coupons"], description=_("Issue a coupon to the selected members"))
@@ -171,7 +171,7 @@ class MemberLoyaltyActionsMixin:
             form=form,
             action="issue_coupons",
             title=_("Issue a coupon"),
-            intro=_("Each member listed below gets one coupon of the batch you pick."),
+            intro=_("Each selected member gets one coupon of the batch you pick."),
         )
 
     def _loyalty_action_page(self, request, queryset, *, form, action: str, title, intro):
