@@ -275,6 +275,8 @@ def _draft_raw(ctx: Context, scope: Scope) -> int:
         return f"(m.{column} - COALESCE(f.{column}, 0))"
 
     orders = net("window_orders")
+    # The stage needs no cut point: it is drafted here, from the member row at hand.
+    stage, stage_params = _stage_sql(ctx, orders)
     counts = {kind: net(column) for kind, column in PREFERENCE_COLUMNS.items()}
     top = _greatest(list(counts.values()))
     # The most frequent interaction sub-kind of the period; ties go to the first by name.
@@ -289,7 +291,7 @@ def _draft_raw(ctx: Context, scope: Scope) -> int:
             CASE WHEN {orders} > 0 AND m.window_first_purchase_at IS NOT NULL
                  THEN {_days_since("m.window_first_purchase_at")} END,
             {_days_since("COALESCE(m.last_active_at, m.joined_at)")},
-            1, 1, 1, 3, '{ValueLayer.EDGE}', '', 0, '{{}}', {net("live_watches")},
+            1, 1, 1, 3, '{ValueLayer.EDGE}', {stage}, 0, '{{}}', {net("live_watches")},
             CASE WHEN {top} >= %(pref_min)s THEN CASE {top_kind} END ELSE '' END, FALSE
         FROM {MEMBER} m
         LEFT JOIN (
@@ -299,7 +301,7 @@ def _draft_raw(ctx: Context, scope: Scope) -> int:
         ) f ON f.member_id = m.id
         WHERE {member_scope}
     """
-    params = ctx.params(pref_min=s.content_preference_min_events, **scope_params)
+    params = ctx.params(pref_min=s.content_preference_min_events, **scope_params, **stage_params)
     written = _execute(sql, params)
     _draft_points_expiring(ctx, scope)
     return written
@@ -433,14 +435,19 @@ def layer_cut_points(
 # Phase 3: layer, stage, churn ---------------------------------------------------------------
 
 
-def _layer_and_stage_sql(ctx: Context, layer_cuts: dict, composite: str) -> tuple[str, str, dict]:
-    s = ctx.settings
+def _layer_sql(layer_cuts: dict, composite: str) -> tuple[str, dict]:
     branches = []
     if layer_cuts.get("high") is not None:
         branches.append(f"WHEN {composite} >= %(layer_high)s THEN '{ValueLayer.HIGH}'")
     if layer_cuts.get("potential") is not None:
         branches.append(f"WHEN {composite} >= %(layer_potential)s THEN '{ValueLayer.POTENTIAL}'")
     layer = f"CASE WHEN frequency = 0 THEN '{ValueLayer.EDGE}' {' '.join(branches)} ELSE '{ValueLayer.EDGE}' END"
+    return layer, {"layer_high": layer_cuts.get("high"), "layer_potential": layer_cuts.get("potential")}
+
+
+def _stage_sql(ctx: Context, frequency: str) -> tuple[str, dict]:
+    """The lifecycle stage from the member row `m` and the orders of the window."""
+    s = ctx.settings
     # First matching rule wins. Activity is any kind but leaving a group (ACTIVE_KINDS): a member
     # who buys less but reads or watches daily stays active. Silent is judged on three
     # dimensions, each quiet for silent_days: purchases, campaign participation and following.
@@ -452,17 +459,15 @@ def _layer_and_stage_sql(ctx: Context, layer_cuts: dict, composite: str) -> tupl
              AND {life} < %(silent_cut)s THEN '{LifecycleStage.SILENT}'
         WHEN {life} < %(churned_cut)s THEN '{LifecycleStage.CHURNED}'
         WHEN {life} < %(at_risk_cut)s THEN '{LifecycleStage.AT_RISK}'
-        WHEN {DRAFT}.frequency > 0 THEN '{LifecycleStage.PAYING}'
+        WHEN {frequency} > 0 THEN '{LifecycleStage.PAYING}'
         ELSE '{LifecycleStage.ACTIVE}' END"""
-    params = ctx.params(
-        layer_high=layer_cuts.get("high"),
-        layer_potential=layer_cuts.get("potential"),
-        new_cut=_dt(ctx.now - timedelta(days=s.new_member_days)),
-        silent_cut=_dt(ctx.now - timedelta(days=s.silent_days)),
-        churned_cut=_dt(ctx.now - timedelta(days=s.churned_days)),
-        at_risk_cut=_dt(ctx.now - timedelta(days=s.at_risk_days)),
-    )
-    return layer, stage, params
+    params = {
+        "new_cut": _dt(ctx.now - timedelta(days=s.new_member_days)),
+        "silent_cut": _dt(ctx.now - timedelta(days=s.silent_days)),
+        "churned_cut": _dt(ctx.now - timedelta(days=s.churned_days)),
+        "at_risk_cut": _dt(ctx.now - timedelta(days=s.at_risk_days)),
+    }
+    return stage, params
 
 
 # BG/NBD's t_x: days from the first purchase of the window to the last. Zero with one purchase;
@@ -559,8 +564,8 @@ def _predictions(ctx: Context, scope: Scope, params) -> tuple[str, dict] | None:
 def _draft_classify(
     ctx: Context, scope: Scope, rfm_cuts: dict, layer_cuts: dict, predictions: tuple[str, dict] | None
 ) -> None:
-    """R, F, M and RFM scores, value layer, lifecycle stage, P(alive) and expected purchases,
-    purchase trend, churn risk 0-100 and its reasons: one UPDATE, each draft row rewritten once.
+    """R, F, M and RFM scores, value layer, P(alive) and expected purchases, purchase trend,
+    churn risk 0-100 and its reasons (the stage was drafted with the raw figures).
 
     Churn risk:
 
@@ -573,23 +578,15 @@ def _draft_classify(
     draft_scope, scope_params = scope.drafts_sql(f"{DRAFT}.member_id")
     cases, case_params = _score_cases(rfm_cuts)
     composite = f"(({cases['r']}) + ({cases['f']}) + ({cases['m']}))"
-    layer, stage, params = _layer_and_stage_sql(ctx, layer_cuts, composite)
-    params.update(case_params)
-    source = f"{MEMBER} m"
-    p_alive, e30, e90 = "NULL", "NULL", "NULL"
-    if predictions is not None:
-        source += f" LEFT JOIN ({predictions[0]}) v ON v.id = m.id"
-        params.update(predictions[1])
-        p_alive, e30, e90 = "v.p", "v.e30", "v.e90"
-    trend = s.trend_days
+    layer, params = _layer_sql(layer_cuts, composite)
     params.update(
+        ctx.params(**case_params, **scope_params),
         ar=s.at_risk_days,
         span=max(s.silent_days - s.at_risk_days, 1),
         silent=s.silent_days,
-        trend=trend,
+        trend=s.trend_days,
         drop_min=s.purchase_drop_percent,
         low_alive=s.low_p_alive_percent,
-        **scope_params,
     )
     # Rate of the trend period against the rate before it (within the window, since the first
     # purchase); a member whose first purchase falls in the trend period has no "before".
@@ -600,34 +597,45 @@ def _draft_classify(
                         THEN CAST({drop} AS INTEGER) END)"""
     inactivity = """CASE WHEN inactive_days < %(ar)s THEN 0 WHEN inactive_days >= %(silent)s THEN 80
                      ELSE 40 + 40 * (inactive_days - %(ar)s) / %(span)s END"""
-    low_alive = f"{p_alive} IS NOT NULL AND {p_alive} * 100 < %(low_alive)s"
-    buying = f"""(CASE WHEN {drop_pct} IS NULL THEN 0 ELSE 20 * {drop_pct} / 100 END
-                  + CASE WHEN {low_alive} THEN CAST(30 * (1 - {p_alive}) AS INTEGER) ELSE 0 END)"""
-    buying = f"CASE WHEN inactive_days < %(ar)s THEN {buying} / 2 ELSE {buying} END"
-    risk = f"({inactivity} + {buying} + CASE WHEN points_expiring THEN 10 ELSE 0 END)"
-    entries = [
-        ("inactive_days", "CASE WHEN inactive_days >= %(ar)s THEN inactive_days END"),
-        ("purchase_drop_pct", drop_pct),
-        ("p_alive_pct", f"CASE WHEN {low_alive} THEN CAST(ROUND({p_alive} * 100) AS INTEGER) END"),
-        ("points_expiring", "CASE WHEN points_expiring THEN 1 END"),
-    ]
-    pairs = ", ".join(f"'{key}', {value}" for key, value in entries)
-    # Keys whose value is NULL are dropped: PostgreSQL strips nulls, SQLite's json_patch removes them.
-    reasons = (
-        f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if _pg() else f"json_patch('{{}}', json_object({pairs}))"
-    )
-    # Each draft row is rewritten once; inside one UPDATE every SET reads the row's old values,
-    # so the scores and the purchase trend are spelled out where the layer, the risk and the
-    # reasons use them.
-    _execute(
-        f"""UPDATE {DRAFT} SET r_score = {cases["r"]}, f_score = {cases["f"]}, m_score = {cases["m"]},
-                rfm_score = {composite}, value_layer = {layer}, lifecycle_stage = {stage},
+
+    def assignments(p_alive: str, e30: str, e90: str) -> str:
+        low_alive = f"{p_alive} IS NOT NULL AND {p_alive} * 100 < %(low_alive)s"
+        buying = f"""(CASE WHEN {drop_pct} IS NULL THEN 0 ELSE 20 * {drop_pct} / 100 END
+                      + CASE WHEN {low_alive} THEN CAST(30 * (1 - {p_alive}) AS INTEGER) ELSE 0 END)"""
+        buying = f"CASE WHEN inactive_days < %(ar)s THEN {buying} / 2 ELSE {buying} END"
+        risk = f"({inactivity} + {buying} + CASE WHEN points_expiring THEN 10 ELSE 0 END)"
+        entries = [
+            ("inactive_days", "CASE WHEN inactive_days >= %(ar)s THEN inactive_days END"),
+            ("purchase_drop_pct", drop_pct),
+            ("p_alive_pct", f"CASE WHEN {low_alive} THEN CAST(ROUND({p_alive} * 100) AS INTEGER) END"),
+            ("points_expiring", "CASE WHEN points_expiring THEN 1 END"),
+        ]
+        pairs = ", ".join(f"'{key}', {value}" for key, value in entries)
+        # Keys whose value is NULL are dropped: PostgreSQL strips nulls, SQLite's json_patch removes them.
+        reasons = (
+            f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if _pg() else f"json_patch('{{}}', json_object({pairs}))"
+        )
+        # Inside one UPDATE every SET reads the row's old values, so the scores and the purchase
+        # trend are spelled out where the layer, the risk and the reasons use them.
+        return f"""r_score = {cases["r"]}, f_score = {cases["f"]}, m_score = {cases["m"]},
+                rfm_score = {composite}, value_layer = {layer},
                 p_alive = {p_alive}, expected_purchases_30d = {e30}, expected_purchases_90d = {e90},
-                purchase_drop_pct = {drop_pct}, churn_risk = {_least(risk, "100")}, churn_reasons = {reasons}
-            FROM {source}
-            WHERE m.id = {DRAFT}.member_id AND {DRAFT}.run_id = %(run)s AND {draft_scope}""",
+                purchase_drop_pct = {drop_pct}, churn_risk = {_least(risk, "100")}, churn_reasons = {reasons}"""
+
+    where = f"{DRAFT}.run_id = %(run)s AND {draft_scope}"
+    if predictions is None:
+        _execute(f"UPDATE {DRAFT} SET {assignments('NULL', 'NULL', 'NULL')} WHERE {where}", params)
+        return
+    # Two statements over disjoint rows, each row rewritten once: the buyers the churn model
+    # predicted for, joined to their predictions; then everyone else.
+    params.update(predictions[1])
+    predicted = f"{DRAFT}.frequency > 0 AND {DRAFT}.first_purchase_days IS NOT NULL"
+    _execute(
+        f"""UPDATE {DRAFT} SET {assignments("v.p", "v.e30", "v.e90")}
+            FROM ({predictions[0]}) v WHERE {where} AND v.id = {DRAFT}.member_id""",
         params,
     )
+    _execute(f"UPDATE {DRAFT} SET {assignments('NULL', 'NULL', 'NULL')} WHERE {where} AND NOT ({predicted})", params)
 
 
 # Publishing ---------------------------------------------------------------------------------
