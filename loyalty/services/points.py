@@ -550,16 +550,26 @@ def points_credit_bulk(
     member_table = Member._meta.db_table
     if members.model is Member and not members.query.values_select:
         members = members.values("pk")
+    # The range of each chunk also narrows the given query itself, so that an index on its member
+    # column (a ticket's or a segment's members) serves each chunk instead of a full scan.
+    values = members.query.values_select
+    column = values[0] if len(values) == 1 and not members.query.annotation_select else None
+
+    def wanted(first_id: int, last_id: int) -> tuple[str, list]:
+        """The wanted members that exist, once each, within a range of ids."""
+        narrowed = members.filter(**{f"{column}__gte": first_id, f"{column}__lte": last_id}) if column else members
+        sql, params = narrowed.query.sql_with_params()
+        return (
+            f"SELECT m.id FROM {member_table} m WHERE m.id IN ({sql}) AND m.id BETWEEN %s AND %s",
+            [*params, first_id, last_id],
+        )
+
     try:
-        members_sql, members_params = members.query.sql_with_params()
+        bounds_sql, bounds_params = wanted(0, 2**62)
     except EmptyResultSet:  # e.g. .none() or an empty pk__in list
         return 0
-    # The wanted members that exist, once each, within a range of ids.
-    wanted_sql = (
-        f"SELECT m.id FROM {member_table} m WHERE m.id IN ({members_sql}) AND m.id BETWEEN %s AND %s"
-    )
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT MIN(id), MAX(id) FROM ({wanted_sql}) w", [*members_params, 0, 2**62])
+        cursor.execute(f"SELECT MIN(id), MAX(id) FROM ({bounds_sql}) w", bounds_params)
         low, high = cursor.fetchone()
     if low is None:
         return 0
@@ -571,7 +581,7 @@ def points_credit_bulk(
     credited = 0
     for first_id in range(low, high + 1, chunk_size):
         last_id = min(first_id + chunk_size - 1, high)
-        wanted_params = [*members_params, first_id, last_id]
+        wanted_sql, wanted_params = wanted(first_id, last_id)
         with transaction.atomic():
             credited += _credit_range(
                 wanted_sql=wanted_sql, wanted_params=wanted_params, entry_values=entry_values,
