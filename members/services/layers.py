@@ -185,6 +185,17 @@ def _fetchall(sql: str, params: dict) -> list[tuple]:
         return cursor.fetchall()
 
 
+# Memory for one sort or hash of a statement over a million drafts (cut-point sorts, the hash
+# joins of publishing); PostgreSQL's default of 4 MB sends them to temporary files.
+WORK_MEM = "64MB"
+
+
+def _more_work_mem() -> None:
+    """For the rest of the current transaction (PostgreSQL)."""
+    if _pg():
+        _execute(f"SET LOCAL work_mem = '{WORK_MEM}'", {})
+
+
 DRAFT = MemberScoreDraft._meta.db_table
 MEMBER = Member._meta.db_table
 EVENT = MemberEvent._meta.db_table
@@ -354,19 +365,25 @@ def rfm_cut_points(*, run_id: int, buckets: int) -> dict[str, list[list]]:
     sharing the lowest rank, so equal values always get equal scores.
     """
     cuts: dict[str, list[list]] = {}
-    for name, key in _SCORE_KEYS.items():
-        rows = _fetchall(
-            f"""
-            SELECT bucket, MIN(k) FROM (
-                SELECT {key} AS k,
-                       1 + (RANK() OVER (ORDER BY {key}) - 1) * %(buckets)s / COUNT(*) OVER () AS bucket
-                FROM {DRAFT} WHERE run_id = %(run)s AND frequency > 0
-            ) ranked GROUP BY bucket ORDER BY bucket
-            """,
-            {"run": run_id, "buckets": buckets},
-        )
-        cuts[name] = [[int(bucket), str(low)] for bucket, low in rows]
+    with transaction.atomic():
+        _more_work_mem()
+        for name, key in _SCORE_KEYS.items():
+            cuts[name] = _cut_points_of(run_id=run_id, buckets=buckets, key=key)
     return cuts
+
+
+def _cut_points_of(*, run_id: int, buckets: int, key: str) -> list[list]:
+    rows = _fetchall(
+        f"""
+        SELECT bucket, MIN(k) FROM (
+            SELECT {key} AS k,
+                   1 + (RANK() OVER (ORDER BY {key}) - 1) * %(buckets)s / COUNT(*) OVER () AS bucket
+            FROM {DRAFT} WHERE run_id = %(run)s AND frequency > 0
+        ) ranked GROUP BY bucket ORDER BY bucket
+        """,
+        {"run": run_id, "buckets": buckets},
+    )
+    return [[int(bucket), str(low)] for bucket, low in rows]
 
 
 def _number(text: str):
@@ -683,6 +700,7 @@ def _publish(ctx: Context) -> int:
     with transaction.atomic():
         if _pg():
             _execute("SELECT pg_advisory_xact_lock(%(key)s)", {"key": PUBLISH_LOCK_KEY})
+        _more_work_mem()
         status = LayerJobRun.objects.select_for_update().filter(pk=ctx.run.pk).values_list("status", flat=True).first()
         if status != LayerJobRun.Status.RUNNING:
             raise RunSuperseded(f"run {ctx.run.pk} is {status}")
@@ -955,6 +973,7 @@ def _windows_advance(ctx: Context, *, progress: Progress | None = None) -> list[
 
 def _draft_finish(ctx: Context, scope: Scope, rfm_cuts: dict, layer_cuts: dict, model) -> None:
     with transaction.atomic():
+        _more_work_mem()
         _draft_classify(ctx, scope, rfm_cuts, layer_cuts, _predictions(ctx, scope, model))
 
 
