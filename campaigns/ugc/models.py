@@ -82,8 +82,9 @@ class Submission(BaseModel):
         verbose_name_plural = _("member submissions")
         permissions = [("moderate_submission", _("Can approve, reject and feature member submissions"))]
         constraints = [
+            # external_id first: the queue's search looks a partner's id up without its source.
             models.UniqueConstraint(
-                fields=["source", "external_id"],
+                fields=["external_id", "source"],
                 condition=~Q(external_id=""),
                 name="ugc_submission_source_external_uniq",
             ),

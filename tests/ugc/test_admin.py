@@ -5,7 +5,15 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
 from campaigns.ugc import services
-from campaigns.ugc.models import ModerationDecision, Poll, PollOption, PollStatus, SensitiveWord, SubmissionStatus
+from campaigns.ugc.models import (
+    ModerationDecision,
+    Poll,
+    PollOption,
+    PollStatus,
+    SensitiveWord,
+    Submission,
+    SubmissionStatus,
+)
 from members.models import MemberEvent
 from tests.factories import MemberFactory
 from tests.ugc.conftest import submit
@@ -115,3 +123,19 @@ def test_operators_open_polls_but_only_supervisors_close_them(client, operator, 
     assert poll.status == PollStatus.CLOSED and poll.winner.label == "A"
     assert "“A” won" in response.content.decode()
     assert client.get(reverse("admin:ugc_poll_change", args=[poll.pk])).status_code == 200
+
+
+def test_the_queue_is_searched_by_submission_number_member_number_or_the_senders_id(client, operator):
+    alice, bob = MemberFactory(external_id="A-1"), MemberFactory(external_id="B-2")
+    first, second = submit(alice, text="一"), submit(bob, text="二")
+    Submission.objects.filter(pk=second.pk).update(external_id="shop-77")
+    client.force_login(operator)
+
+    def found(term):
+        page = client.get(QUEUE, {"q": term}).content.decode()
+        return {pk for pk in (first.pk, second.pk) if f"/admin/ugc/submission/{pk}/change/" in page}
+
+    assert found("A-1") == {first.pk}
+    assert found("shop-77") == {second.pk}
+    assert found(str(second.pk)) == {second.pk}
+    assert found("nobody") == set()
