@@ -56,7 +56,10 @@ def ensure_database() -> None:
     settings = connection.settings_dict
     name = settings["NAME"]
     with psycopg.connect(
-        host=settings["HOST"] or "127.0.0.1", port=settings["PORT"] or 5432, user=settings["USER"], dbname="postgres",
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+        user=settings["USER"],
+        dbname="postgres",
         autocommit=True,
     ) as admin:
         if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
@@ -123,11 +126,18 @@ def prepare(members: int, now: datetime) -> Segment:
             [segment.pk],
         )
     # Earlier campaigns' promotional messages: 20% today (daily cap), 5% three this week (weekly cap).
-    _sql("DELETE FROM campaigns_delivery WHERE campaign_id IN (SELECT id FROM campaigns_campaign WHERE name LIKE 'bench: earlier%%')")
+    _sql(
+        "DELETE FROM campaigns_delivery WHERE campaign_id IN "
+        "(SELECT id FROM campaigns_campaign WHERE name LIKE 'bench: earlier%%')"
+    )
     _sql("DELETE FROM campaigns_campaign WHERE name LIKE 'bench: earlier%%'")
     earlier = [
-        Campaign.objects.create(name=f"bench: earlier {i}", channel="wecom", starts_at=now - timedelta(days=7),
-                                status=CampaignStatus.FINISHED)
+        Campaign.objects.create(
+            name=f"bench: earlier {i}",
+            channel="wecom",
+            starts_at=now - timedelta(days=7),
+            status=CampaignStatus.FINISHED,
+        )
         for i in range(4)
     ]
     history = [
@@ -200,23 +210,30 @@ def main() -> None:
     segment = prepare(args.members, now)
     Campaign.objects.filter(name="bench: new").delete()
     campaign = Campaign.objects.create(
-        name="bench: new", channel="wecom", segment=segment, starts_at=now, holdout_percent=10,
+        name="bench: new",
+        channel="wecom",
+        segment=segment,
+        starts_at=now,
+        holdout_percent=10,
         status=CampaignStatus.RUNNING,
     )
     print(f"load before: {os.getloadavg()}", flush=True)
     base_times, plan_times, cpu = [], [], []
     result = None
     for round_ in range(args.repeat):
+        before = _cpu()
         base_times.append(baseline(campaign, segment, now))
+        base_cpu = _cpu()[1] - before[1]
         before = _cpu()
         seconds, result = plan(campaign, now)
         after = _cpu()
         plan_times.append(seconds)
         cpu.append((after[0] - before[0], after[1] - before[1]))
         print(
-            f"round {round_ + 1}: baseline INSERT…SELECT {base_times[-1]:.1f} s, deliveries_plan {seconds:.1f} s "
-            f"(ratio {seconds / base_times[-1]:.2f}; CPU {cpu[-1][0]:.1f} s client + {cpu[-1][1]:.1f} s server; "
-            f"load {os.getloadavg()[0]:.1f})",
+            f"round {round_ + 1}: baseline INSERT…SELECT {base_times[-1]:.1f} s (server CPU {base_cpu:.1f} s), "
+            f"deliveries_plan {seconds:.1f} s (CPU {cpu[-1][0]:.1f} s client + {cpu[-1][1]:.1f} s server); "
+            f"ratio {seconds / base_times[-1]:.2f} wall, {cpu[-1][1] / base_cpu:.2f} server CPU; "
+            f"load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
     print(f"segment members: {segment_size(segment):,}")

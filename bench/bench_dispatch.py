@@ -83,12 +83,20 @@ def gateway(port_queue) -> None:
 def post_direct(url: str, count: int, offset: int) -> None:
     for i in range(count):
         body = json.dumps(
-            {"delivery_id": offset + i, "channel": "wecom", "campaign_id": 1, "member_number": f"B{i}",
-             "phone": "", "text": f"亲爱的会员{i}，春季新品已上架，会员专享价等您来。"},
+            {
+                "delivery_id": offset + i,
+                "channel": "wecom",
+                "campaign_id": 1,
+                "member_number": f"B{i}",
+                "phone": "",
+                "text": f"亲爱的会员{i}，春季新品已上架，会员专享价等您来。",
+            },
             ensure_ascii=False,
         ).encode()
         request = urllib.request.Request(
-            url, data=body, method="POST",
+            url,
+            data=body,
+            method="POST",
             headers={"Content-Type": "application/json; charset=utf-8", SIGNATURE_HEADER: sign(SECRET, body)},
         )
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
@@ -134,13 +142,16 @@ def main() -> None:
     Delivery.objects.filter(campaign__name="bench: dispatch").delete()
     Campaign.objects.filter(name="bench: dispatch").delete()
     campaign = Campaign.objects.create(
-        name="bench: dispatch", channel="wecom", category="transactional", starts_at=now,
+        name="bench: dispatch",
+        channel="wecom",
+        category="transactional",
+        starts_at=now,
         status=CampaignStatus.RUNNING,
     )
     MessageTemplate.objects.create(campaign=campaign, channel="wecom", language=campaign.language, body=BODY)
     ChannelConfig.objects.update_or_create(
-        channel="wecom", defaults={"enabled": True, "url": url, "secret": SECRET, "timeout_seconds": 10,
-                                   "fallback_active": False}
+        channel="wecom",
+        defaults={"enabled": True, "url": url, "secret": SECRET, "timeout_seconds": 10, "fallback_active": False},
     )
     OutboxSettings.objects.update_or_create(pk=1, defaults={"batch_size": 200})
     with connection.cursor() as cursor:

@@ -1,12 +1,12 @@
 """The outbox: planning a campaign's deliveries set-based, dispatching them in claimed batches
 with retries and back-off, and recording delivery receipts from gateways.
 
-Planning is a few statements over the whole audience, never a loop over members:
-  1. INSERT … SELECT the audience as queued rows (ON CONFLICT DO NOTHING: planning twice adds nothing);
-  2. UPDATE … the rows that must not go, each with its reason, in order: opted out of the channel,
-     no address for it, left the group, daily cap, weekly cap (promotional messages only);
-the first reason that applies is the one recorded. Planners run one at a time (they lock the
-outbox settings row), so two campaigns planned at once cannot both take a member's last slot.
+Planning is one INSERT … SELECT over the whole audience, never a loop over members: each row is
+written once, already queued or skipped with the first reason that applies, in order: control
+group (holdout), opted out of the channel, no address for it, left the group, daily cap, weekly cap
+(promotional messages only). The caps join one aggregate of the members' recent promotional
+messages; ON CONFLICT DO NOTHING makes planning twice add nothing. Planners run one at a time (they
+lock the outbox settings row), so two campaigns planned at once cannot both take a member's last slot.
 """
 
 import json
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -106,7 +106,6 @@ def deliveries_plan(
     if release is not None:
         send_at = release
 
-    delivery = _q(Delivery._meta.db_table)
     if audience is not None:
         audience_sql, audience_params = audience.order_by().values(audience_member=F("pk")).query.sql_with_params()
         audience_sql = f"SELECT audience_member AS member_id FROM ({audience_sql}) m"
@@ -117,97 +116,108 @@ def deliveries_plan(
     else:
         audience_sql = f"SELECT member_id FROM {_q(CampaignListMember._meta.db_table)} WHERE campaign_id = %s"
         audience_params = [campaign.pk]
-    plan = Plan(deferred=release is not None)
-    # Only the rows this run inserts: a journey step plans again every day, and what an earlier run
-    # queued (e.g. deferred by the quiet hours) keeps its own checks.
-    scope = f"campaign_id = %s AND step = %s AND status = '{DeliveryStatus.QUEUED}' AND created_at = %s"
-    scope_params = [campaign.pk, step, _dt(now)]
+
+    # Each part is (SQL, parameters), joined in the order they appear in the statement.
+    reasons: list[tuple[str, list, str]] = []  # (condition, params, reason): the first that applies wins
+    joins: list[tuple[str, list]] = []
+    variant_sql, variant_params = "NULL", []
+    holdout_sql, holdout_params = "%s", [False]
+    weights = list(CampaignVariant.objects.filter(campaign=campaign).order_by("pk").values_list("pk", "weight"))
+    if weights or campaign.holdout_percent:
+        # A/B arms and the control group, by a deterministic hash of (campaign, member).
+        bucket = assignment_bucket_sql(campaign_id=campaign.pk, column="a.member_id")
+        holdout_end, ranges = variant_ranges(
+            holdout_percent=campaign.holdout_percent, weights=[w for _, w in weights] or [1]
+        )
+        if weights:
+            whens = " ".join(f"WHEN {bucket} >= %s AND {bucket} < %s THEN %s" for _ in weights)
+            variant_sql = f"CASE {whens} END"
+            variant_params = [
+                p for (vid, _w), (low, high) in zip(weights, ranges, strict=True) for p in (low, high, vid)
+            ]
+        if holdout_end:
+            holdout_sql, holdout_params = f"({bucket} < %s)", [holdout_end]
+            reasons.append((f"{bucket} < %s", [holdout_end], SkipReason.HOLDOUT))
     member = _q(Member._meta.db_table)
     event = _q(MemberEvent._meta.db_table)
+    delivery = _q(Delivery._meta.db_table)
+    joins.append((f"JOIN {member} mb ON mb.id = a.member_id", []))
+    opt_out = OPT_OUT_COLUMN.get(campaign.channel)
+    if opt_out:
+        reasons.append((f"mb.{_q(opt_out)}", [], SkipReason.OPT_OUT))
+    if campaign.channel == MessageChannel.EMAIL:
+        reasons.append(("mb.email = ''", [], SkipReason.NO_ADDRESS))
+    elif campaign.channel == MessageChannel.SMS:
+        reasons.append(("mb.phone IS NULL", [], SkipReason.NO_ADDRESS))
+    # Left the group: the last exit is after the last join (one aggregate over those events).
+    joins.append(
+        (
+            f"LEFT JOIN (SELECT member_id FROM {event} WHERE kind IN (%s, %s) GROUP BY member_id "
+            "HAVING MAX(CASE WHEN kind = %s THEN occurred_at END) > "
+            "COALESCE(MAX(CASE WHEN kind = %s THEN occurred_at END), %s)) lg ON lg.member_id = a.member_id",
+            [EventKind.GROUP_EXIT, EventKind.GROUP_JOIN, EventKind.GROUP_EXIT, EventKind.GROUP_JOIN,
+             _dt(datetime(1970, 1, 1, tzinfo=now.tzinfo))],
+        )
+    )  # fmt: skip
+    reasons.append(("lg.member_id IS NOT NULL", [], SkipReason.LEFT_GROUP))
+    if promotional:
+        day_start, day_end = local_day_bounds(send_at, days=1)
+        week_start, _week_end = local_day_bounds(send_at, days=7)
+        statuses = ", ".join(f"'{s}'" for s in _CAPPED_STATUSES)
+        # The member's promotional messages that reached or may still reach them, this day and
+        # the 7 days ending with it (other steps and campaigns: a re-plan never counts itself).
+        joins.append(
+            (
+                f"LEFT JOIN (SELECT member_id, SUM(CASE WHEN scheduled_for >= %s THEN 1 ELSE 0 END) AS day_n, "
+                f"COUNT(*) AS week_n FROM {delivery} WHERE category = '{MessageCategory.PROMOTIONAL}' "
+                f"AND status IN ({statuses}) AND scheduled_for >= %s AND scheduled_for < %s "
+                "AND NOT (campaign_id = %s AND step = %s) GROUP BY member_id) caps ON caps.member_id = a.member_id",
+                [_dt(day_start), _dt(week_start), _dt(day_end), campaign.pk, step],
+            )
+        )
+        reasons.append(("COALESCE(caps.day_n, 0) >= %s", [settings.daily_cap], SkipReason.DAILY_CAP))
+        reasons.append(("COALESCE(caps.week_n, 0) >= %s", [settings.weekly_cap], SkipReason.WEEKLY_CAP))
+    reason_sql = "CASE " + " ".join(f"WHEN {condition} THEN %s" for condition, _p, _r in reasons) + " ELSE '' END"
+    reason_params = [p for _c, params, reason in reasons for p in (*params, reason)]
+    status_sql = f"CASE WHEN ({reason_sql}) = '' THEN '{DeliveryStatus.QUEUED}' ELSE '{DeliveryStatus.SKIPPED}' END"
 
+    plan = Plan(deferred=release is not None)
     with connection.cursor() as cursor:
         # The WHERE clause is also what lets SQLite parse ON CONFLICT after INSERT … SELECT.
         cursor.execute(
             f"INSERT INTO {delivery} (campaign_id, step, member_id, channel, category, status, skip_reason, "
             "scheduled_for, next_attempt_at, deferred, attempts, last_error, provider_id, claim_token, holdout, "
-            "created_at, sent_via, journey_step_id) "
-            f"SELECT %s, %s, a.member_id, %s, %s, '{DeliveryStatus.QUEUED}', '', %s, %s, %s, 0, '', '', '', %s, %s, "
-            "'', %s "
-            f"FROM ({audience_sql}) a WHERE a.member_id IS NOT NULL "
+            "created_at, sent_via, journey_step_id, variant_id) "
+            f"SELECT %s, %s, a.member_id, %s, %s, {status_sql}, {reason_sql}, %s, %s, %s, 0, '', '', '', "
+            f"{holdout_sql}, %s, '', %s, {variant_sql} "
+            f"FROM ({audience_sql}) a {' '.join(sql for sql, _p in joins)} WHERE a.member_id IS NOT NULL "
             "ON CONFLICT (campaign_id, step, member_id) DO NOTHING",
             [
                 campaign.pk,
                 step,
                 campaign.channel,
                 campaign.category,
+                *reason_params,
+                *reason_params,
                 _dt(send_at),
                 _dt(send_at),
                 release is not None,
-                False,
+                *holdout_params,
                 _dt(now),
                 journey_step_id,
+                *variant_params,
                 *audience_params,
+                *[p for _sql, params in joins for p in params],
             ],
         )
         plan.planned = cursor.rowcount
-
-        def skip(reason: str, condition: str, params: list) -> None:
-            cursor.execute(
-                f"UPDATE {delivery} SET status = '{DeliveryStatus.SKIPPED}', skip_reason = %s "
-                f"WHERE {scope} AND {condition}",
-                [reason, *scope_params, *params],
-            )
-            if cursor.rowcount:
-                plan.reasons[reason] = plan.reasons.get(reason, 0) + cursor.rowcount
-
-        # A/B arms and the control group, by a deterministic hash of (campaign, member); the control
-        # group is marked first so that its members use up no cap.
-        weights = list(CampaignVariant.objects.filter(campaign=campaign).order_by("pk").values_list("pk", "weight"))
-        if weights or campaign.holdout_percent:
-            bucket = assignment_bucket_sql(campaign_id=campaign.pk)
-            holdout_end, ranges = variant_ranges(
-                holdout_percent=campaign.holdout_percent, weights=[w for _, w in weights] or [1]
-            )
-            for (variant_id, _weight), (low, high) in zip(weights, ranges, strict=False):
-                cursor.execute(
-                    f"UPDATE {delivery} SET variant_id = %s WHERE {scope} AND {bucket} >= %s AND {bucket} < %s",
-                    [variant_id, *scope_params, low, high],
-                )
-            if holdout_end:
-                cursor.execute(
-                    f"UPDATE {delivery} SET holdout = %s WHERE {scope} AND {bucket} < %s",
-                    [True, *scope_params, holdout_end],
-                )
-                skip(SkipReason.HOLDOUT, "holdout = %s", [True])
-        opt_out = OPT_OUT_COLUMN.get(campaign.channel)
-        if opt_out:
-            skip(SkipReason.OPT_OUT, f"member_id IN (SELECT id FROM {member} WHERE {_q(opt_out)})", [])
-        if campaign.channel == MessageChannel.EMAIL:
-            skip(SkipReason.NO_ADDRESS, f"member_id IN (SELECT id FROM {member} WHERE email = '')", [])
-        elif campaign.channel == MessageChannel.SMS:
-            skip(SkipReason.NO_ADDRESS, f"member_id IN (SELECT id FROM {member} WHERE phone IS NULL)", [])
-        # Left the group: an exit with no join after it, i.e. the last exit is after the last join.
-        skip(
-            SkipReason.LEFT_GROUP,
-            f"EXISTS (SELECT 1 FROM {event} x WHERE x.member_id = {delivery}.member_id AND x.kind = %s "
-            f"AND NOT EXISTS (SELECT 1 FROM {event} j WHERE j.member_id = x.member_id AND j.kind = %s "
-            "AND j.occurred_at > x.occurred_at))",
-            [EventKind.GROUP_EXIT, EventKind.GROUP_JOIN],
+    if plan.planned:
+        plan.reasons = dict(
+            Delivery.objects.filter(campaign=campaign, step=step, created_at=now, status=DeliveryStatus.SKIPPED)
+            .order_by()
+            .values_list("skip_reason")
+            .annotate(n=Count("pk"))
         )
-        if promotional:
-            statuses = ", ".join(f"'{s}'" for s in _CAPPED_STATUSES)
-            for reason, days, cap in (
-                (SkipReason.DAILY_CAP, 1, settings.daily_cap),
-                (SkipReason.WEEKLY_CAP, 7, settings.weekly_cap),
-            ):
-                start, end = local_day_bounds(send_at, days=days)
-                skip(
-                    reason,
-                    f"(SELECT COUNT(*) FROM {delivery} o WHERE o.member_id = {delivery}.member_id "
-                    f"AND o.id <> {delivery}.id AND o.category = '{MessageCategory.PROMOTIONAL}' "
-                    f"AND o.status IN ({statuses}) AND o.scheduled_for >= %s AND o.scheduled_for < %s) >= %s",
-                    [_dt(start), _dt(end), cap],
-                )
     plan.skipped = sum(plan.reasons.values())
     plan.queued = plan.planned - plan.skipped
     logger.info(
