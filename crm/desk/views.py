@@ -85,6 +85,16 @@ def ticket_detail(request, ticket_id: int):
     return TemplateResponse(request, "desk/ticket.html", _ticket_context(request, ticket))
 
 
+@staff_member_required
+@require_GET
+def ticket_data(request, ticket_id: int):
+    """One ticket's clocks and compensation progress as JSON; its page polls it."""
+    _require(request, VIEW_PERMISSION)
+    ticket = _ticket_or_404(ticket_id)
+    now = timezone.now()
+    return JsonResponse({"now": now.isoformat(), "tickets": [selectors.ticket_data(ticket, now=now)]})
+
+
 def _ticket_context(request, ticket: Ticket, **forms_given) -> dict:
     user = request.user
     can_work = user.has_perm(services.CHANGE_PERMISSION)
