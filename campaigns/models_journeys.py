@@ -124,8 +124,8 @@ class RecallSettings(BaseModel):
         default=60,
         validators=[MinValueValidator(1)],
         help_text=_(
-            "A member who bought a category at least twice but none of it for this many days, while still "
-            "active elsewhere or not, is taken to have gone to a competitor."
+            "A member who bought a category (a purchase event's category) before this many days ago and none "
+            "of it since is taken to have gone to a competitor."
         ),
     )
     came_back_days = models.PositiveSmallIntegerField(

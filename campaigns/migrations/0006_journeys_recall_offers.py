@@ -69,7 +69,7 @@ class Migration(migrations.Migration):
                 ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
                 ('id', models.PositiveSmallIntegerField(default=1, editable=False, primary_key=True, serialize=False)),
                 ('history_days', models.PositiveSmallIntegerField(default=180, help_text='Complaints and refunds older than this no longer explain why a member left.', validators=[django.core.validators.MinValueValidator(1)], verbose_name='history considered (days)')),
-                ('lapsed_category_days', models.PositiveSmallIntegerField(default=60, help_text='A member who bought a category at least twice but none of it for this many days, while still active elsewhere or not, is taken to have gone to a competitor.', validators=[django.core.validators.MinValueValidator(1)], verbose_name='lapsed category after (days)')),
+                ('lapsed_category_days', models.PositiveSmallIntegerField(default=60, help_text="A member who bought a category (a purchase event's category) before this many days ago and none of it since is taken to have gone to a competitor.", validators=[django.core.validators.MinValueValidator(1)], verbose_name='lapsed category after (days)')),
                 ('came_back_days', models.PositiveSmallIntegerField(default=14, help_text='A recalled member who interacts or buys within this many days of the message came back.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(90)], verbose_name='came back within (days)')),
             ],
             options={
