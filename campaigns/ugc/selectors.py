@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.db.models import Count, Prefetch, QuerySet
 
 from campaigns.ugc.models import Poll, PollOption, PollStatus, Submission, SubmissionImage
@@ -58,9 +59,16 @@ class PollResults:
         return self.poll.winner_id
 
 
-def poll_results(*, poll: Poll) -> PollResults:
-    """Votes per option, counted now (one aggregate over the poll's votes index)."""
-    counts = dict(poll.votes.order_by().values_list("option_id").annotate(n=Count("id")))
+def poll_results(*, poll: Poll, max_age: int = 0) -> PollResults:
+    """Votes per option: one aggregate over the poll's votes index (about half a second at a
+    million votes), or with `max_age` seconds the counts of the last aggregate at most that old,
+    shared by every process through the cache: for pages many members refresh at once."""
+    key = f"ugc:poll-results:v1:{poll.pk}"
+    counts = cache.get(key) if max_age else None
+    if counts is None:
+        counts = dict(poll.votes.order_by().values_list("option_id").annotate(n=Count("id")))
+        if max_age:
+            cache.set(key, counts, max_age)
     options = [
         OptionResult(
             option_id=option.pk,

@@ -209,3 +209,18 @@ def test_results_are_live_and_show_the_winner_after_closing(writer, poll, member
         f"{POLLS}{poll.pk}/votes/", {"member_external_id": "M0001234", "option_id": lychee.pk}, format="json"
     )
     assert_error(closed_vote, 422, "rejected")
+
+
+def test_results_are_shared_for_a_few_seconds_and_then_counted_again(writer, poll, member):
+    from django.core.cache import cache
+
+    lychee = poll.options.order_by("position").first()
+    url = f"{POLLS}{poll.pk}/results/"
+    before = writer.get(url).json()["total"]
+    services.poll_vote(poll_id=poll.pk, option_id=lychee.pk, member=member, source="s")
+
+    shared = writer.get(url).json()["total"]
+    cache.delete(f"ugc:poll-results:v1:{poll.pk}")  # what the 5 seconds' expiry does
+    recounted = writer.get(url).json()["total"]
+
+    assert (before, shared, recounted) == (0, 0, 1)

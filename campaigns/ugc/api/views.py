@@ -25,6 +25,9 @@ from members.models import Member
 
 TAGS = ["member content"]
 MAX_ID = 2**63 - 1
+# Mini-program pages showing live results are refreshed by many members at once; counting a
+# million votes takes about half a second, so partners share one count for this long.
+RESULTS_MAX_AGE_SECONDS = 5
 POLL_ID_PARAMETER = OpenApiParameter(
     "poll_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The poll's id (from the poll list)."
 )
@@ -290,7 +293,8 @@ class _OptionResultSerializer(ReadSerializer):
 
 
 class PollResultsApi(APIView):
-    """Votes per option now (live while the poll is open), and the winner once it is closed."""
+    """Votes per option (live while the poll is open: at most 5 seconds old), and the winner once
+    it is closed."""
 
     required_scope = Scope.UGC_READ
 
@@ -313,4 +317,4 @@ class PollResultsApi(APIView):
     )
     def get(self, request, poll_id: str):
         poll = _visible_poll(poll_id)
-        return Response(self.OutputSerializer(poll_results(poll=poll)).data)
+        return Response(self.OutputSerializer(poll_results(poll=poll, max_age=RESULTS_MAX_AGE_SECONDS)).data)
