@@ -63,7 +63,12 @@ def test_an_operator_sees_a_year_of_charts_render(
 
     browser_page.goto("/staff/health/?days=365")
 
-    browser_page.wait_for_selector("canvas#chart-activity_rate[data-rendered='true']")
+    try:
+        browser_page.wait_for_selector("canvas#chart-activity_rate[data-rendered='true']")
+    except Exception:
+        # Keep what the page showed for the CI artifacts before failing.
+        screenshot(browser_page, f"FAILED-health-dashboard-{browser_viewport}-{browser_language}")
+        raise
     assert heading in browser_page.locator("h1, title").first.inner_text() or heading in browser_page.title()
     canvases = browser_page.locator(".health-chart canvas")
     assert canvases.count() == 9
