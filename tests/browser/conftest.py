@@ -19,9 +19,13 @@ Fixtures:
 One Chromium serves every test of this package. While it runs, Playwright's event loop is
 registered as running in the main thread, which trips Django's async-safety check on every ORM
 call the test makes; DJANGO_ALLOW_ASYNC_UNSAFE is therefore set for exactly that span and
-removed when the package's last test is done. The live server needs a transactional database;
-every browser test also gets serialized rollback, so the rows data migrations installed (roles,
-settings, tiers) are back for the tests that follow.
+removed when the package's last test is done. The running loop also makes Django look up
+connections in context-local storage; the fixture puts the thread's own connection objects
+there, so tests and the database fixtures keep using one connection per database.
+
+The live server needs a transactional database; every browser test also gets serialized
+rollback, so the rows data migrations installed (roles, settings, tiers) are back for the tests
+that follow.
 
 No Chromium at /usr/bin/chromium (or CRM_CHROMIUM): the tests skip, or fail when CI or
 CRM_BROWSER_TESTS=required is set (.ci/run sets the latter).
@@ -33,6 +37,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 CHROMIUM = Path(os.environ.get("CRM_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
@@ -69,7 +74,14 @@ def _chromium():
 
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    wrappers = {alias: connections[alias] for alias in connections}
     playwright = sync_playwright().start()
+    # With an event loop running, Django keeps this thread's connections in context-local
+    # storage, so the test would get a second connection that lacks what the test database
+    # setup left on the first (the serialized contents that serialized rollback reloads).
+    # Hand the same connection objects to the context-local storage.
+    for alias, wrapper in wrappers.items():
+        connections[alias] = wrapper
     try:
         try:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
