@@ -27,9 +27,9 @@ from campaigns.selectors import campaign_audience_sample, campaign_results, deli
 from campaigns.services import (
     APPROVE_PERMISSION,
     CHANGE_PERMISSION,
-    EDITABLE_STATUSES,
     TRANSITIONS,
     campaign_actions_allowed,
+    campaign_editable,
     campaign_save,
     campaign_transition,
     channel_fallback_activate,
@@ -51,6 +51,10 @@ FUNNEL_STAGES = {
     "converted": _("converted"),
 }
 SAMPLE_MEMBER = Member(name="欧阳娜娜娜", external_id="M000000000", city="乌鲁木齐")
+
+
+def _editable(campaign) -> bool:
+    return campaign is None or campaign_editable(status=campaign.status, kind=campaign.kind)
 
 
 class MessageTemplateForm(forms.ModelForm):
@@ -82,7 +86,7 @@ class MessageTemplateInline(admin.StackedInline):
     extra = 0
 
     def has_change_permission(self, request, obj=None):
-        return super().has_change_permission(request, obj) and (obj is None or obj.status in EDITABLE_STATUSES)
+        return super().has_change_permission(request, obj) and _editable(obj)
 
     has_add_permission = has_change_permission
     has_delete_permission = has_change_permission
@@ -93,7 +97,7 @@ class CampaignVariantInline(admin.TabularInline):
     extra = 0
 
     def has_change_permission(self, request, obj=None):
-        return super().has_change_permission(request, obj) and (obj is None or obj.status in EDITABLE_STATUSES)
+        return super().has_change_permission(request, obj) and _editable(obj)
 
     has_add_permission = has_change_permission
     has_delete_permission = has_change_permission
@@ -106,7 +110,7 @@ class JourneyStepInline(admin.TabularInline):
     raw_id_fields = ("coupon_batch", "badge")
 
     def has_change_permission(self, request, obj=None):
-        return super().has_change_permission(request, obj) and (obj is None or obj.status in EDITABLE_STATUSES)
+        return super().has_change_permission(request, obj) and _editable(obj)
 
     has_add_permission = has_change_permission
     has_delete_permission = has_change_permission
@@ -141,8 +145,8 @@ class CampaignAdmin(BaseModelAdmin):
     change_form_template = "admin/campaigns/campaign/change_form.html"
 
     def has_change_permission(self, request, obj=None):
-        # Only drafts are edited; later statuses change through the buttons.
-        return super().has_change_permission(request, obj) and (obj is None or obj.status in EDITABLE_STATUSES)
+        # Only drafts (and paused journeys) are edited; statuses change through the buttons.
+        return super().has_change_permission(request, obj) and _editable(obj)
 
     def has_approve_permission(self, request):
         return request.user.has_perm(APPROVE_PERMISSION)

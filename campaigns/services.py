@@ -69,6 +69,15 @@ TRANSITIONS: dict[str, Transition] = {
     ),
 }
 EDITABLE_STATUSES = frozenset({S.DRAFT})
+# Journeys and recall run for months: staff retime and edit them while paused, and a supervisor's
+# resume puts the change live (as an approval does for a draft).
+LONG_RUNNING_KINDS = JOURNEY_KINDS | {CampaignKind.RECALL}
+
+
+def campaign_editable(*, status: str, kind: str) -> bool:
+    return status in EDITABLE_STATUSES or (status == S.PAUSED and kind in LONG_RUNNING_KINDS)
+
+
 _NUMBER_SPLIT = re.compile(r"[\s,;，；]+")
 _LIST_CHUNK = 500
 
@@ -86,8 +95,8 @@ def campaign_actions_allowed(*, campaign: Campaign, user) -> list[str]:
 def campaign_save(*, campaign: Campaign, actor=None) -> Campaign:
     """Create or change a campaign; only drafts may change."""
     if campaign.pk is not None:
-        current = Campaign.objects.select_for_update().values_list("status", flat=True).get(pk=campaign.pk)
-        if current not in EDITABLE_STATUSES:
+        current, kind = Campaign.objects.select_for_update().values_list("status", "kind").get(pk=campaign.pk)
+        if not campaign_editable(status=current, kind=kind):
             raise ApplicationError(str(_("Only a draft can be changed; withdraw it to draft first.")))
     elif actor is not None and campaign.created_by_id is None:
         campaign.created_by = actor
@@ -118,7 +127,7 @@ def message_template_errors(*, template: MessageTemplate, campaign: Campaign) ->
 def message_template_save(*, template: MessageTemplate, actor=None) -> MessageTemplate:
     """Create or change a template of a draft campaign; syntax, variables and length are checked."""
     campaign = Campaign.objects.select_for_update().get(pk=template.campaign_id)
-    if campaign.status not in EDITABLE_STATUSES:
+    if not campaign_editable(status=campaign.status, kind=campaign.kind):
         raise ApplicationError(str(_("Only a draft's messages can be changed.")))
     if template.variant_id is not None and template.variant.campaign_id != campaign.pk:
         raise ApplicationError(str(_("That variant belongs to another campaign.")))

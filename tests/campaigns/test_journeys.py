@@ -146,3 +146,23 @@ def test_a_journey_that_is_not_running_plans_nothing(now):
     MemberFactory(joined_at=now - timedelta(hours=1))
 
     assert journeys_run(now=now).total == 0
+
+
+def test_a_paused_journey_is_retimed_and_goes_live_when_resumed(now, operator, supervisor):
+    from campaigns.services import campaign_save, campaign_transition
+    from crm.core.exceptions import ApplicationError
+
+    campaign = journey(CampaignKind.WELCOME, now, [("day3", 3, {})])
+    with pytest.raises(ApplicationError):  # running: not edited under members' feet
+        campaign_save(campaign=campaign, actor=operator)
+    campaign_transition(campaign=campaign, action="pause", actor=operator)
+    campaign.send_time = now.time().replace(hour=19)
+    campaign_save(campaign=campaign, actor=operator)
+    JourneyStep.objects.filter(campaign=campaign, key="day3").update(value=2)
+    campaign_transition(campaign=campaign, action="resume", actor=supervisor)
+    member = MemberFactory(joined_at=now - timedelta(days=2))
+
+    journeys_run(now=now)
+
+    assert planned(campaign) == {("day3", member.pk)}
+    assert Delivery.objects.get(campaign=campaign).scheduled_for.astimezone(now.tzinfo).hour == 19
