@@ -7,7 +7,7 @@ approval of its own: whoever may send it (e.g. the crisis desk's operators) deci
 campaign is created running, with that start recorded as its first status change.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import QuerySet
@@ -27,6 +27,8 @@ from campaigns.outbox import Plan, deliveries_plan
 from campaigns.services import message_template_errors
 from crm.core.exceptions import ApplicationError
 from members.models import Member
+
+NOTICE_LIFETIME = timedelta(days=3)
 
 
 @transaction.atomic
@@ -53,6 +55,9 @@ def notice_send(
         channel=channel,
         language=language,
         starts_at=now,
+        # A notice is moot after a few days: the outbox's scheduler then finishes it, and whatever
+        # could not be sent by then is skipped as ended rather than sent late.
+        ends_at=now + NOTICE_LIFETIME,
         created_by=actor,
         status=CampaignStatus.DRAFT,
     )

@@ -5,6 +5,7 @@ audience, and every step (announce, timetable, compensation, pause, resume, reas
 reopen) is a form on the page that posts to the desk's action view, like the staff ticket page.
 """
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
@@ -91,8 +92,27 @@ def _state_text(state: sla.ClockState) -> str:
     return f"-{text}" if state.seconds_left < 0 else text
 
 
+class TicketAdminForm(forms.ModelForm):
+    """Checks the affected members are given one way, before the service is called."""
+
+    class Meta:
+        model = Ticket
+        fields = ["title", "description", "severity", "owner", "watchers", "segment", "member_numbers", "group"]
+
+    def clean(self):
+        data = super().clean()
+        try:
+            services.audience_check(
+                segment=data.get("segment"), member_numbers=data.get("member_numbers", ""), group=data.get("group", "")
+            )
+        except ApplicationError as error:
+            raise forms.ValidationError(error.message) from error
+        return data
+
+
 @admin.register(Ticket)
 class TicketAdmin(BaseModelAdmin):
+    form = TicketAdminForm
     list_display = (
         "id",
         "title",
@@ -153,10 +173,10 @@ class TicketAdmin(BaseModelAdmin):
 
     def get_fields(self, request, obj=None):
         editable = ["title", "description", "severity", "owner", "watchers"]
-        audience = ["audience_kind", "segment", "member_numbers", "group"]
+        audience = ["segment", "member_numbers", "group"]
         if obj is None or obj.status == TicketStatus.DRAFT:
             return [*editable, *audience, "staff_page"]
-        return [*editable, *audience, *[f for f in self.readonly_fields if f not in ("status",)], "status"]
+        return [*editable, "audience_kind", *audience, *[f for f in self.readonly_fields if f != "status"], "status"]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.status != TicketStatus.DRAFT:

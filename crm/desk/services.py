@@ -117,6 +117,11 @@ def ticket_activate(*, ticket: Ticket, actor, now: datetime | None = None) -> Ti
     return ticket
 
 
+def audience_check(*, segment=None, member_numbers="", group: str = "") -> str:
+    """The audience kind these fields give, or ApplicationError when more than one is given."""
+    return _audience_fields(segment=segment, member_numbers=member_numbers, group=group)[0]
+
+
 def _audience_fields(*, segment=None, member_numbers="", group: str = "") -> tuple[str, dict]:
     if isinstance(member_numbers, list | tuple | set):
         member_numbers = "\n".join(str(number) for number in member_numbers)

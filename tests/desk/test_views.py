@@ -154,3 +154,23 @@ def test_the_admin_lists_tickets_with_clocks_and_shows_the_timeline(admin_client
     assert "Opened" in content and "Send the announcement" not in content  # the form is titled by its step
     assert "Tell: send the announcement" in content
     assert admin_client.get(reverse("admin:desk_slapolicy_changelist")).status_code == 200
+
+
+def test_the_admin_drafts_a_ticket_and_refuses_two_audiences(admin_client, members):
+    url = reverse("admin:desk_ticket_add")
+    inline = {"events-TOTAL_FORMS": "0", "events-INITIAL_FORMS": "0"}
+    both = admin_client.post(
+        url, {"title": "Rumour", "severity": "high", "member_numbers": members[0].external_id, "group": "上海会员1群"}
+    )
+    assert both.status_code == 200 and not Ticket.objects.exists()
+    assert "one way" in both.content.decode()
+    added = admin_client.post(url, {"title": "Rumour", "severity": "high", "group": "上海会员1群", **inline})
+    assert added.status_code == 302
+    ticket = Ticket.objects.get()
+    assert (ticket.status, ticket.audience_kind, ticket.group, ticket.source) == (
+        "draft",
+        "group",
+        "上海会员1群",
+        "staff",
+    )
+    assert ticket.events.get().kind == EventKind.DRAFTED
