@@ -209,9 +209,10 @@ class HealthSnapshot(models.Model):
     exit_rate = _rate(_("group exit rate (%)"))
     group_messages = models.PositiveIntegerField(_("group messages"), default=0)
     complaints = models.PositiveIntegerField(_("complaints"), default=0)
-    points_liability = models.BigIntegerField(_("points liability (points)"), default=0)
+    # Only for the day the nightly job ran after: balances have no history to rebuild older days from.
+    points_liability = models.BigIntegerField(_("points liability (points)"), null=True, blank=True)
     points_liability_yuan = models.DecimalField(
-        _("points liability (yuan)"), max_digits=16, decimal_places=2, default=Decimal("0")
+        _("points liability (yuan)"), max_digits=16, decimal_places=2, null=True, blank=True
     )
     sla_breaches = models.PositiveIntegerField(_("SLA breaches"), null=True, blank=True)
     computed_at = models.DateTimeField(_("computed at"))

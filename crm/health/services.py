@@ -28,23 +28,25 @@ def snapshot_take(*, day: date | None = None, now: datetime | None = None) -> He
     an earlier computation of the same day.
 
     Rates over a window use the `window_days` days ending with `day`. LTV, average order value and
-    points liability are read as they stand now: the nightly run just after midnight gives the
-    figures of the day that ended."""
+    points liability exist only as they stand now (member rollups, points balances): the nightly
+    run just after midnight records them for the day that ended; an older day gets none."""
     now = now or timezone.now()
-    day = day or timezone.localdate(now) - timedelta(days=1)
+    yesterday = timezone.localdate(now) - timedelta(days=1)
+    day = day or yesterday
+    current = day >= yesterday
     config = HealthSettings.load()
     start = selectors.local_day_start(day)
     end = selectors.local_day_start(day + timedelta(days=1))
     window_start = selectors.local_day_start(day - timedelta(days=config.window_days - 1))
 
     active = selectors.activity(start=window_start, end=end)
-    value = selectors.member_value()
+    value = selectors.member_value() if current else selectors.Value(ltv=None, average_order_value=None)
     opens = selectors.message_opens(start=window_start, end=end)
     streaks = selectors.check_in_streaks(last_day=day)
     exits = selectors.group_exits(start=window_start, end=end)
     from loyalty.selectors import points_liability
 
-    liability = points_liability()
+    liability = points_liability() if current else None
     values = {
         "members": active.members,
         "active_members": active.active,
@@ -63,13 +65,29 @@ def snapshot_take(*, day: date | None = None, now: datetime | None = None) -> He
         "exit_rate": exits.rate,
         "group_messages": selectors.event_count(kind=EventKind.GROUP_MESSAGE, start=start, end=end),
         "complaints": selectors.event_count(kind=EventKind.COMPLAINT, start=start, end=end),
-        "points_liability": liability.points,
-        "points_liability_yuan": liability.yuan,
+        "points_liability": liability.points if liability else None,
+        "points_liability_yuan": liability.yuan if liability else None,
         "sla_breaches": selectors.sla_breaches(start=start, end=end),
         "computed_at": now,
     }
     snapshot, _created = HealthSnapshot.objects.update_or_create(day=day, defaults=values)
     return snapshot
+
+
+def snapshots_backfill(*, days: int, now: datetime | None = None) -> int:
+    """Take the snapshots missing among the last `days` days (a new install, days the job did
+    not run); days already recorded are kept. Returns how many were taken. One day at a time:
+    each is a few set-based aggregates."""
+    if days < 1 or days > 3 * 366:
+        raise ApplicationError(_("Backfill between 1 and 1098 days."))
+    now = now or timezone.now()
+    yesterday = timezone.localdate(now) - timedelta(days=1)
+    wanted = {yesterday - timedelta(days=i) for i in range(days)}
+    recorded = set(HealthSnapshot.objects.filter(day__in=wanted).values_list("day", flat=True))
+    missing = sorted(wanted - recorded)
+    for day in missing:
+        snapshot_take(day=day, now=now)
+    return len(missing)
 
 
 # Alarm checks.

@@ -126,3 +126,37 @@ def test_the_nightly_task_takes_yesterdays_snapshot(members):
     from crm.health.tasks import take_health_snapshot
 
     assert take_health_snapshot() == (timezone.localdate() - timedelta(days=1)).isoformat()
+
+
+def test_backfill_takes_the_missing_days_and_keeps_the_recorded_ones(members, event, now):
+    from crm.core.exceptions import ApplicationError
+    from crm.health.services import snapshots_backfill
+
+    event(members[0], EventKind.GROUP_MESSAGE, at(13))
+    EarnFactory(member=members[0], amount=500)
+    kept = snapshot_take(day=date(2026, 3, 14), now=now)
+    HealthSnapshot.objects.filter(pk=kept.pk).update(complaints=99)
+
+    assert snapshots_backfill(days=3, now=now) == 2
+
+    rows = {s.day: s for s in HealthSnapshot.objects.all()}
+    assert sorted(rows) == [date(2026, 3, 13), date(2026, 3, 14), date(2026, 3, 15)]
+    assert rows[date(2026, 3, 14)].complaints == 99
+    assert rows[date(2026, 3, 13)].group_messages == 1
+    # Balances and rollups have no history: only yesterday carries them.
+    assert rows[date(2026, 3, 13)].points_liability is None and rows[date(2026, 3, 13)].ltv is None
+    assert rows[date(2026, 3, 15)].points_liability == 500
+    with pytest.raises(ApplicationError):
+        snapshots_backfill(days=0, now=now)
+
+
+def test_the_backfill_command_reports_what_it_took(members):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("health_backfill", "--days", "5", stdout=out)
+    assert out.getvalue().strip() == "health snapshots taken: 5"
+    with pytest.raises(CommandError):
+        call_command("health_backfill", "--days", "0")
