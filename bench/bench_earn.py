@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings.local")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only")
 # DEBUG keeps every query in memory, which would distort a benchmark of a million rows.
 os.environ["DJANGO_DEBUG"] = "false"
 
@@ -61,8 +62,9 @@ def main() -> None:
         sys.exit("bench_earn measures PostgreSQL: set DATABASE_URL=postgres://… (see the top of this file).")
     _ensure_database()
     call_command("migrate", verbosity=0, interactive=False)
-    print(f"PostgreSQL {_server_version()}, {os.cpu_count()} cores; {args.events:,} purchases, "
-          f"{args.members:,} members")
+    print(
+        f"PostgreSQL {_server_version()}, {os.cpu_count()} cores; {args.events:,} purchases, {args.members:,} members"
+    )
     now = timezone.now()
     _reset()
     _seed(members=args.members, events=args.events, now=now)
@@ -77,28 +79,60 @@ def main() -> None:
         result = points_earn_backfill(batch_size=args.batch_size, now=now)
 
     earn = _timed("points_earn_backfill", args.events, backfill)
-    rerun = _timed("points_earn_backfill again (nothing to do)", args.events, lambda: points_earn_backfill(
-        batch_size=args.batch_size, now=now))
+    rerun = _timed(
+        "points_earn_backfill again (nothing to do)",
+        args.events,
+        lambda: points_earn_backfill(batch_size=args.batch_size, now=now),
+    )
     _check(result, args.events)
-    print(f"backfill: {args.events / earn:,.0f} entries/s, {earn / baseline:.2f}× the baseline's time; "
-          f"re-run {rerun:.1f} s")
+    cpu_ratio = _cpu_seconds["points_earn_backfill"] / _cpu_seconds["baseline: bare INSERT … SELECT of the entries"]
+    print(
+        f"backfill: {args.events / earn:,.0f} entries/s, {earn / baseline:.2f}× the baseline's time, "
+        f"{cpu_ratio:.2f}× its CPU time (client + backend); re-run {rerun:.1f} s"
+    )
 
 
 def _timed(label: str, rows: int, call) -> float:
-    start = time.perf_counter()
+    connection.ensure_connection()
+    server, cpu, start = _backend_cpu(), time.process_time(), time.perf_counter()
     call()
     wall = time.perf_counter() - start
-    print(f"{label}: {wall:,.1f} s, {rows / wall:,.0f} rows/s (load {os.getloadavg()[0]:.1f})")
+    cpu, server = time.process_time() - cpu, _backend_cpu() - server
+    _cpu_seconds[label] = cpu + server
+    print(
+        f"{label}: {wall:,.1f} s, {rows / wall:,.0f} rows/s; CPU: client {cpu:,.1f} s, PostgreSQL backend "
+        f"{server:,.1f} s (load {'/'.join(f'{v:.1f}' for v in os.getloadavg())})"
+    )
     return wall
+
+
+_cpu_seconds: dict[str, float] = {}
+
+
+def _backend_cpu() -> float:
+    """CPU seconds of this connection's PostgreSQL backend so far (from /proc: the same machine)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ensure_database() -> None:
     import psycopg
 
     settings = connection.settings_dict
-    with psycopg.connect(dbname="postgres", host=settings["HOST"] or None, port=settings["PORT"] or None,
-                         user=settings["USER"] or None, password=settings["PASSWORD"] or None,
-                         autocommit=True) as admin:
+    with psycopg.connect(
+        dbname="postgres",
+        host=settings["HOST"] or None,
+        port=settings["PORT"] or None,
+        user=settings["USER"] or None,
+        password=settings["PASSWORD"] or None,
+        autocommit=True,
+    ) as admin:
         if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [settings["NAME"]]).fetchone():
             admin.execute(f'CREATE DATABASE "{settings["NAME"]}"')
 
@@ -112,16 +146,19 @@ def _server_version() -> str:
 def _reset() -> None:
     tables = [model._meta.db_table for model in (PointsEntry, PointsAccount, MemberTier, MemberEvent, Member)]
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(tables)}, loyalty_pointsallocation, loyalty_tierchange "
-                       "RESTART IDENTITY CASCADE")
+        cursor.execute(
+            f"TRUNCATE {', '.join(tables)}, loyalty_pointsallocation, loyalty_tierchange RESTART IDENTITY CASCADE"
+        )
     EarnRule.objects.all().delete()
     PointsMultiplierWindow.objects.all().delete()
 
 
 def _empty_ledger() -> None:
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {PointsEntry._meta.db_table}, {PointsAccount._meta.db_table}, "
-                       "loyalty_pointsallocation RESTART IDENTITY CASCADE")
+        cursor.execute(
+            f"TRUNCATE {PointsEntry._meta.db_table}, {PointsAccount._meta.db_table}, "
+            "loyalty_pointsallocation RESTART IDENTITY CASCADE"
+        )
         cursor.execute(f"VACUUM ANALYZE {PointsEntry._meta.db_table}")
 
 
@@ -160,8 +197,9 @@ def _seed(*, members: int, events: int, now: datetime) -> None:
             [now, now, gold.pk, start],
         )
     EarnRule.objects.create(name="消费 1 元得 1 积分", kind=EarnRuleKind.PURCHASE, points=1)
-    PointsMultiplierWindow.objects.create(name="双倍积分周", starts_at=now - timedelta(days=30),
-                                          ends_at=now - timedelta(days=23), factor=Decimal(2))
+    PointsMultiplierWindow.objects.create(
+        name="双倍积分周", starts_at=now - timedelta(days=30), ends_at=now - timedelta(days=23), factor=Decimal(2)
+    )
     with connection.cursor() as cursor:
         cursor.execute(f"VACUUM ANALYZE {member}, {event}, {MemberTier._meta.db_table}")
 
@@ -192,8 +230,10 @@ def _check(result, events: int) -> None:
         )
         (drift,) = cursor.fetchone()
     ok = count == distinct == events == result.entries and points == result.points and drift == 0
-    print(f"check: {count:,} entries for {distinct:,} events, {points:,} points, {drift} drifting accounts: "
-          f"{'OK' if ok else 'MISMATCH'}")
+    print(
+        f"check: {count:,} entries for {distinct:,} events, {points:,} points, {drift} drifting accounts: "
+        f"{'OK' if ok else 'MISMATCH'}"
+    )
     if not ok:
         sys.exit(1)
 
