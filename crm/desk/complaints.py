@@ -36,6 +36,8 @@ def ticket_for_complaint(
         return None
     complaint = {"source": source, "external_id": external_id, "category": category, "severity": severity}
     with transaction.atomic():
+        # The settings row serialises complaints arriving together, so they open one ticket, not two.
+        DeskSettings.objects.select_for_update().filter(pk=config.pk).first()
         ticket = (
             Ticket.objects.select_for_update()
             .filter(

@@ -93,3 +93,22 @@ def test_an_unknown_severity_is_a_field_error_and_records_nothing(client):
     member = MemberFactory()
     assert_error(client.post(COMPLAINTS, body(member, "c-1", severity="apocalyptic"), format="json"), 400, "invalid")
     assert not MemberEvent.objects.exists() and not Ticket.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_complaints_arriving_together_open_one_ticket():
+    from crm.desk.complaints import ticket_for_complaint
+    from tests.loyalty.test_concurrency import in_parallel
+
+    members = MemberFactory.create_batch(6)
+    results = in_parallel(
+        6,
+        lambda i: (
+            ticket_for_complaint(
+                member=members[i], severity="high", category="quality", text="cold", source="wecom", external_id=f"c{i}"
+            ).pk
+        ),
+    )
+    assert len(set(results)) == 1, results
+    assert TicketMember.objects.filter(ticket_id=results[0]).count() == 6
