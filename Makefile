@@ -60,6 +60,7 @@ run: $(VENV)/.installed-runtime .env
 	$(PY) manage.py migrate --noinput
 	@echo "Seeding demo data if the database has no members (about half a minute the first time)..."
 	$(PY) manage.py seed_demo --if-empty
+	$(PY) manage.py health_backfill --days 180
 	$(PY) bin/ensure_admin.py
 	@echo "Starting web (http://127.0.0.1:8000/admin/), Celery worker and Celery beat; Ctrl-C stops all three."
 	exec $(PY) bin/run_procfile.py Procfile

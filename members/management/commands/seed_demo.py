@@ -74,6 +74,7 @@ PRICES = [
 ]
 COMPLAINT_TOPICS = ["物流太慢", "商品破损", "客服回复慢", "优惠券无法使用", "质量问题", "发错货"]
 STORES = ["旗舰店", "万象城店", "来福士店", "太古里店", "大悦城店"]
+GROUP_CHAT_DAY = 0.3  # chance that an active member in a group posts there that day
 BROADCAST_WEEKDAY = 4  # the weekly "new arrivals" message goes out on Fridays
 
 
@@ -269,12 +270,10 @@ def _member_events(plan: MemberPlan, rng: random.Random) -> Iterator[EventInput]
 
     joined = plan.active_from
     in_groups = member.channel in {Channel.WECOM, Channel.COMMUNITY} or rng.random() < 0.3
-    if in_groups:
+    group = f"{member.city}会员{rng.randint(1, 12)}群" if in_groups else None
+    if group:
         yield event(
-            EventKind.GROUP_JOIN,
-            joined + timedelta(minutes=rng.randint(1, 30)),
-            "wecom",
-            payload={"group": f"{member.city}会员{rng.randint(1, 12)}群"},
+            EventKind.GROUP_JOIN, joined + timedelta(minutes=rng.randint(1, 30)), "wecom", payload={"group": group}
         )
     if persona.name == "silent" and rng.random() < 0.5:
         return  # joined and never did anything else
@@ -282,7 +281,7 @@ def _member_events(plan: MemberPlan, rng: random.Random) -> Iterator[EventInput]
     first_day = datetime(joined.year, joined.month, joined.day, tzinfo=joined.tzinfo)
     day, in_streak, streak = first_day, False, 0
     while day < plan.active_until:
-        yield from _day_events(plan, rng, day, event)
+        yield from _day_events(plan, rng, day, event, group=group)
         # Check-in streaks: 7 and 21 days in a row unlock badges, so some members chase them.
         in_streak = rng.random() < (persona.streak_keep if in_streak else persona.streak_start)
         checked_in_at = _at(day, rng, (7, 10))
@@ -298,7 +297,9 @@ def _member_events(plan: MemberPlan, rng: random.Random) -> Iterator[EventInput]
         yield event(EventKind.GROUP_EXIT, plan.active_until + timedelta(hours=rng.uniform(0, 48)), "wecom")
 
 
-def _day_events(plan: MemberPlan, rng: random.Random, day: datetime, event) -> Iterator[EventInput]:
+def _day_events(
+    plan: MemberPlan, rng: random.Random, day: datetime, event, *, group: str | None
+) -> Iterator[EventInput]:
     persona = plan.persona
     window = (max(day, plan.active_from), min(day + timedelta(days=1), plan.active_until))
     if window[0] >= window[1]:
@@ -324,6 +325,12 @@ def _day_events(plan: MemberPlan, rng: random.Random, day: datetime, event) -> I
                 sub_kind=sub_kind,
                 payload=payload,
             )
+
+        # Members in a community group chat there on some of their active days (the health
+        # dashboard counts group messages per day).
+        if group and rng.random() < GROUP_CHAT_DAY:
+            for _ in range(rng.randint(1, 3)):
+                yield event(EventKind.GROUP_MESSAGE, within((9, 23)), "wecom", payload={"group": group})
 
     if persona.purchase_every and rng.random() < 1 / persona.purchase_every:
         yield from _purchase(plan, rng, within(rng.choice([(11.5, 13.5), (19.5, 23)])), event)
