@@ -426,6 +426,13 @@ def _tags_q(operator: str, tag_ids: list[int]) -> Q:
 _LAST_EVENT_COLUMNS = {EventKind.PURCHASE: "last_purchase_at", EventKind.CHECK_IN: "last_check_in_at"}
 
 
+def _rollups_built() -> bool:
+    """last_check_in_at is filled by a rebuild of the windowed figures (after migration 0011)."""
+    from members.models_layers import EventWindows
+
+    return EventWindows.objects.filter(ready=True).exists()
+
+
 def _events_q(node: dict, *, now: datetime) -> Q:
     """ "checked in at least 3 times in 7 days", "no purchase in 60 days" (= purchases eq 0)."""
     cut = now - timedelta(days=node["days"])
@@ -433,6 +440,8 @@ def _events_q(node: dict, *, now: datetime) -> Q:
     if node["sub_kind"]:
         events = events.filter(sub_kind=node["sub_kind"])
     last = None if node["sub_kind"] else _LAST_EVENT_COLUMNS.get(node["kind"])
+    if last == "last_check_in_at" and not _rollups_built():
+        last = None
     operator, count = node["operator"], node["value"]
     # Normalize to "at least n" or "at most n" so the common cases become EXISTS / NOT EXISTS.
     if operator == "gt":

@@ -8,6 +8,7 @@ from django.utils import timezone
 from members.models import Channel, EventKind, InteractionKind, Member, MemberEvent, MemberTag
 from members.models_layers import MemberScore
 from members.segment_rules import SegmentRuleError, describe_rules, rules_to_q, validate_rules
+from members.services.windows import event_windows_advance
 from tests.factories import MemberFactory, TagFactory
 from tests.factories.layers import event, ingest, purchases
 
@@ -148,14 +149,26 @@ def test_any_or_no_check_in_or_purchase_in_n_days_read_the_rollups_and_agree_wit
         return {m.pk for m in people if MemberEvent.objects.filter(member=m, kind=kind, occurred_at__gte=cut).exists()}
 
     everyone = {m.pk for m in people}
+    rule = {"op": "and", "rules": [cond("event_count", "gt", 0, kind="check_in", days=30)]}
+
+    def condition_sql() -> str:
+        return str(Member.objects.filter(rules_to_q(rule, now=now)).values("pk").query).split("WHERE", 1)[1]
+
+    # Before the windowed figures (and last_check_in_at with them) were ever built: the log.
+    assert "last_check_in_at" not in condition_sql()
+    assert _select(rule, now) == from_log(EventKind.CHECK_IN, 30)
+    event_windows_advance(now=now)
+    assert "last_check_in_at" in condition_sql()
     for kind in (EventKind.CHECK_IN, EventKind.PURCHASE):
         for within in (2, 30, 90):
             some = {"op": "and", "rules": [cond("event_count", "gte", 1, kind=kind, days=within)]}
             none = {"op": "and", "rules": [cond("event_count", "eq", 0, kind=kind, days=within)]}
             assert _select(some, now) == from_log(kind, within)
             assert _select(none, now) == everyone - from_log(kind, within)
-    rule = {"op": "and", "rules": [cond("event_count", "gt", 0, kind="check_in", days=30)]}
-    assert "last_check_in_at" in str(Member.objects.filter(rules_to_q(rule, now=now)).query)
+    # Check-ins ingested after the rebuild keep the rollup current.
+    ingest([event(people[3], EventKind.CHECK_IN, at=now - 0.3 * DAY)])
+    today = {"op": "and", "rules": [cond("event_count", "gte", 1, kind="check_in", days=1)]}
+    assert people[3].pk in _select(today, now)
 
 
 @pytest.mark.django_db
