@@ -82,3 +82,17 @@ def test_a_poll_closed_by_several_supervisors_at_once_rewards_the_winner_once():
     assert Counter(result.rewarded for result in results) == {True: 1, False: 5}, results
     assert PointsAccount.objects.get(member=proposer).balance == 300
     assert PointsEntry.objects.filter(member=proposer).count() == 1
+
+
+def test_a_partner_retrying_one_submission_ten_times_at_once_records_it_once():
+    member = MemberFactory()
+
+    results = in_parallel(
+        10,
+        lambda i: services.submission_create(
+            member=member, kind="text", text="重试", source="p:1", external_id="post-9"
+        ),
+    )
+
+    assert Counter(created for _submission, created in results) == {True: 1, False: 9}, results
+    assert len({submission.pk for submission, _created in results}) == 1
