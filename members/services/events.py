@@ -2,7 +2,9 @@
 
 Both paths are set-based: a batch is one INSERT … ON CONFLICT DO NOTHING RETURNING id, then one
 UPDATE … FROM (aggregate over the new rows) per batch. The nightly rebuild runs the same
-aggregate over every event of a range of members.
+aggregate over every event of a range of members. The same statement keeps the windowed figures
+of the layer runs (orders and spend in the RFM window, interactions per sub-kind, …; see
+members/services/windows.py).
 
 On PostgreSQL a large batch reaches the server by COPY into a temporary staging table: a
 multi-row VALUES statement with nine parameters per event spends most of its time having its
