@@ -75,22 +75,21 @@ def _chromium():
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     wrappers = {alias: connections[alias] for alias in connections}
-    playwright = sync_playwright().start()
-    # With an event loop running, Django keeps this thread's connections in context-local
-    # storage, so the test would get a second connection that lacks what the test database
-    # setup left on the first (the serialized contents that serialized rollback reloads).
-    # Hand the same connection objects to the context-local storage.
-    for alias, wrapper in wrappers.items():
-        connections[alias] = wrapper
     try:
-        try:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        except Error as exc:
-            _unavailable(f"Chromium at {CHROMIUM} does not start: {exc.message.splitlines()[0]}")
-        yield browser
-        browser.close()
+        with sync_playwright() as playwright:
+            # With an event loop running, Django keeps this thread's connections in
+            # context-local storage, so the test would get a second connection that lacks what
+            # the test database setup left on the first (the serialized contents that serialized
+            # rollback reloads). Hand the same connection objects to that storage.
+            for alias, wrapper in wrappers.items():
+                connections[alias] = wrapper
+            try:
+                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+            except Error as exc:
+                _unavailable(f"Chromium at {CHROMIUM} does not start: {exc.message.splitlines()[0]}")
+            yield browser
+            browser.close()
     finally:
-        playwright.stop()
         if previous is None:
             del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
         else:
