@@ -174,3 +174,16 @@ def test_the_admin_drafts_a_ticket_and_refuses_two_audiences(admin_client, membe
         "staff",
     )
     assert ticket.events.get().kind == EventKind.DRAFTED
+
+
+def test_the_ticket_links_to_its_ledger_entries(client, operator, supervisor, live_ticket, members):
+    compensation.compensation_request(ticket=live_ticket, actor=operator, kind="points", points=100)
+    compensation.compensation_approve(ticket=live_ticket, actor=supervisor)
+    compensation.compensation_deliver(ticket_id=live_ticket.pk)
+    client.force_login(operator)
+    page = client.get(reverse("desk:ticket", args=[live_ticket.pk])).content.decode()
+    link = reverse("admin:loyalty_pointsentry_changelist") + f"?source_ref=ticket%3A{live_ticket.pk}"
+    assert link in page
+    ledger = client.get(link)
+    assert ledger.status_code == 200
+    assert ledger.context["cl"].result_count == 4
