@@ -11,7 +11,9 @@ lock the outbox settings row), so two campaigns planned at once cannot both take
 
 import json
 import logging
+import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -312,10 +314,41 @@ def _fallback_refusal(delivery: Delivery, channel: str) -> str | None:
     return None
 
 
-def _still_running(campaign_id: int) -> bool:
-    """Read again before every message (one indexed query), so that a campaign paused while its
-    batch is being sent sends nothing more."""
-    return Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.RUNNING).exists()
+# How old a dispatcher's knowledge that a campaign runs may be: a pause stops its sending within this.
+RUNNING_RECHECK_SECONDS = 0.5
+
+
+class _RunningCheck:
+    """Whether a campaign still runs, read again at most every RUNNING_RECHECK_SECONDS while a
+    batch is sent, so that a campaign paused mid-batch sends nothing more after that."""
+
+    def __init__(self):
+        self.checked: dict[int, tuple[float, bool]] = {}
+
+    def __call__(self, campaign_id: int) -> bool:
+        at, running = self.checked.get(campaign_id, (None, False))
+        if at is None or time.monotonic() - at > RUNNING_RECHECK_SECONDS:
+            running = Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.RUNNING).exists()
+            self.checked[campaign_id] = (time.monotonic(), running)
+        return running
+
+
+@contextmanager
+def _relaxed_commits():
+    """Outcome writes do not wait for the disk (PostgreSQL's synchronous_commit off, this connection
+    only, while a batch is sent). A database crash may then forget the last fraction of a second of
+    outcomes: those rows go back to the queue as stuck and are sent again, which the gateway drops
+    by the X-CRM-Delivery header. Without it every message waits for a WAL flush."""
+    postgres = connection.vendor == "postgresql"
+    if postgres:
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO OFF")
+    try:
+        yield
+    finally:
+        if postgres:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET synchronous_commit")
 
 
 def _finish(delivery_id: int, token: str, **values) -> bool:
@@ -336,10 +369,21 @@ def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResul
     settings = OutboxSettings.load()
     configs = {c.channel: c for c in ChannelConfig.objects.all()}
     result = DispatchResult()
-    templates: dict[tuple, object] = {}
     rows = Delivery.objects.filter(status=DeliveryStatus.SENDING, claim_token=token).select_related(
         "member", "campaign__coupon_batch", "journey_step__coupon_batch"
     )
+    with _relaxed_commits():
+        _send_rows(rows, token=token, now=now, settings=settings, configs=configs, result=result)
+    if result.sent:
+        from campaigns.offers import offers_grant_for_claim
+
+        offers_grant_for_claim(token=token, now=now)
+    return result
+
+
+def _send_rows(rows, *, token: str, now: datetime, settings: OutboxSettings, configs: dict, result) -> None:
+    templates: dict[tuple, object] = {}
+    _still_running = _RunningCheck()
     for delivery in rows.order_by("pk"):
         campaign = delivery.campaign
         step_key = delivery.journey_step.key if delivery.journey_step_id else ""
@@ -414,11 +458,6 @@ def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResul
             last_error="",
         )
         result.sent += 1
-    if result.sent:
-        from campaigns.offers import offers_grant_for_claim
-
-        offers_grant_for_claim(token=token, now=now)
-    return result
 
 
 def deliveries_dispatch(*, now: datetime | None = None, max_batches: int = 20) -> DispatchResult:

@@ -7,6 +7,7 @@ sending renders with a lenient one, so a message is never lost to a template at 
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.template import Context, Engine, TemplateSyntaxError
 from django.utils.html import strip_tags
@@ -72,13 +73,18 @@ def message_context(*, member, campaign, step=None) -> dict:
     }
 
 
+@lru_cache(maxsize=256)
+def _compiled(text: str, *, strict: bool, html: bool):
+    """A template compiled once per text: the dispatcher renders the same one for every member."""
+    return (_STRICT if strict else _LENIENT)[html].from_string(text)
+
+
 def render(*, channel: str, subject: str, body: str, context: dict, strict: bool = False) -> Rendered:
-    engines = _STRICT if strict else _LENIENT
     html = channel in HTML_CHANNELS
     rendered_subject = ""
     if channel in SUBJECT_CHANNELS and subject:
-        rendered_subject = engines[False].from_string(subject).render(Context(context)).strip()
-    rendered_body = engines[html].from_string(body).render(Context(context, autoescape=html)).strip()
+        rendered_subject = _compiled(subject, strict=strict, html=False).render(Context(context)).strip()
+    rendered_body = _compiled(body, strict=strict, html=html).render(Context(context, autoescape=html)).strip()
     return Rendered(subject=rendered_subject, body=rendered_body)
 
 
