@@ -47,7 +47,8 @@ def order_param(client, field: str, *, descending: bool = False) -> str:
     ("role", "actions"),
     [
         ("operator", {"add_tags", "remove_tags", "export_csv", "export_xlsx"}),
-        ("supervisor", {"add_tags", "remove_tags", "export_csv", "export_xlsx"}),
+        # Giving points and issuing coupons in bulk: loyalty's actions, for supervisors only.
+        ("supervisor", {"add_tags", "remove_tags", "grant_points", "issue_coupons", "export_csv", "export_xlsx"}),
         ("auditor", set()),
     ],
 )
