@@ -40,13 +40,21 @@ class Badge(BaseModel):
     )
     rule = models.CharField(_("awarded for"), max_length=32, choices=BadgeRule, default=BadgeRule.MANUAL)
     threshold = models.DecimalField(
-        _("N"), max_digits=12, decimal_places=2, default=0, validators=[MinValueValidator(0)],
+        _("N"),
+        max_digits=12,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0)],
         help_text=_("Days, a count, yuan or a percentage, as the rule says."),
     )
     period_days = models.PositiveSmallIntegerField(
-        _("period (days)"), null=True, blank=True,
-        help_text=_("Count only the last N days of behaviour. Empty: all of it (the top-active rule needs a "
-                    "period; without one it uses 30 days)."),
+        _("period (days)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Count only the last N days of behaviour. Empty: all of it (the top-active rule needs a "
+            "period; without one it uses 30 days)."
+        ),
     )
     validity_days = models.PositiveSmallIntegerField(
         _("held for (days)"), null=True, blank=True, help_text=_("Titles lapse this long after the award. Empty: kept.")
@@ -74,13 +82,21 @@ class MemberBadge(models.Model):
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     reason = models.CharField(_("reason"), max_length=255, blank=True)
     awarded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
         verbose_name=_("awarded by"),
     )
     revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
     revoked_reason = models.CharField(_("why revoked"), max_length=255, blank=True)
     revoked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
         verbose_name=_("revoked by"),
     )
 

@@ -36,8 +36,10 @@ class EarnRule(BaseModel):
         _("only this sub-kind"),
         max_length=32,
         blank=True,
-        help_text=_("Interactions: view, like, comment, share, live_watch, article_read. Member content: "
-                    "approved (the moderation step records approved posts with this sub-kind). Empty: any."),
+        help_text=_(
+            "Interactions: view, like, comment, share, live_watch, article_read. Member content: "
+            "approved (the moderation step records approved posts with this sub-kind). Empty: any."
+        ),
     )
     points = models.PositiveIntegerField(
         _("points"), help_text=_("Per yuan for purchases (amount rounded down), per event otherwise.")
@@ -46,16 +48,20 @@ class EarnRule(BaseModel):
         _("daily cap"),
         null=True,
         blank=True,
-        help_text=_("At most this many points per member and day (brand's time zone) from this rule, "
-                    "multipliers included. Empty: no cap."),
+        help_text=_(
+            "At most this many points per member and day (brand's time zone) from this rule, "
+            "multipliers included. Empty: no cap."
+        ),
     )
     streak_days = models.PositiveSmallIntegerField(
         _("streak length (days)"),
         null=True,
         blank=True,
         validators=[MinValueValidator(2)],
-        help_text=_("Check-ins: every time a member has checked in on this many consecutive days, the day's "
-                    "first check-in earns the bonus below as well (7: on the 7th, 14th, 21st… day)."),
+        help_text=_(
+            "Check-ins: every time a member has checked in on this many consecutive days, the day's "
+            "first check-in earns the bonus below as well (7: on the 7th, 14th, 21st… day)."
+        ),
     )
     streak_bonus = models.PositiveIntegerField(_("streak bonus (points)"), default=0)
     is_active = models.BooleanField(_("active"), default=True)
@@ -84,8 +90,7 @@ class PointsMultiplierWindow(BaseModel):
         decimal_places=2,
         default=Decimal(2),
         validators=[MinValueValidator(Decimal(1))],
-        help_text=_("2 doubles the points. When windows overlap, the largest factor applies (they do not "
-                    "multiply)."),
+        help_text=_("2 doubles the points. When windows overlap, the largest factor applies (they do not multiply)."),
     )
     is_active = models.BooleanField(_("active"), default=True)
 

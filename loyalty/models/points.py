@@ -21,35 +21,44 @@ class LoyaltySettings(BaseModel):
         _("points per yuan"),
         default=50,
         validators=[MinValueValidator(1)],
-        help_text=_("How many points are worth 1 yuan when a member redeems them. Also values the points "
-                    "liability report."),
+        help_text=_(
+            "How many points are worth 1 yuan when a member redeems them. Also values the points liability report."
+        ),
     )
     redemption_minimum = models.PositiveIntegerField(
         _("redemption minimum (points)"),
         default=0,
-        help_text=_("The fewest points a member may redeem at once; 0 means no minimum. "
-                    "A high minimum keeps members from using their points at all."),
+        help_text=_(
+            "The fewest points a member may redeem at once; 0 means no minimum. "
+            "A high minimum keeps members from using their points at all."
+        ),
     )
     expiry_policy = models.CharField(
         _("points expire"),
         max_length=16,
         choices=ExpiryPolicy,
         default=ExpiryPolicy.END_OF_MONTH,
-        help_text=_("When newly earned points stop being valid. Changing it affects points earned from now "
-                    "on; points already earned keep the date they were given."),
+        help_text=_(
+            "When newly earned points stop being valid. Changing it affects points earned from now "
+            "on; points already earned keep the date they were given."
+        ),
     )
     expiry_period = models.PositiveSmallIntegerField(
         _("validity (months or days)"),
         default=12,
-        help_text=_("N in the policy above: months for \"end of the Nth month\", days for \"end of the Nth "
-                    "day\". 12 with the month policy: points earned in March 2026 expire after 31 March 2027."),
+        help_text=_(
+            'N in the policy above: months for "end of the Nth month", days for "end of the Nth '
+            'day". 12 with the month policy: points earned in March 2026 expire after 31 March 2027.'
+        ),
     )
 
     tier_grace_days = models.PositiveSmallIntegerField(
         _("tier grace period (days)"),
         default=30,
-        help_text=_("When a review finds a member below their tier, they are warned and keep it this many days "
-                    "before dropping; reaching it again meanwhile keeps it."),
+        help_text=_(
+            "When a review finds a member below their tier, they are warned and keep it this many days "
+            "before dropping; reaching it again meanwhile keeps it."
+        ),
     )
 
     class Meta:
@@ -182,7 +191,12 @@ class PointsEntry(models.Model):
     )
     # No index: only the daily cap reads it, for entries already narrowed down by member.
     earn_rule = models.ForeignKey(
-        "EarnRule", on_delete=models.PROTECT, null=True, blank=True, db_index=False, related_name="+",
+        "EarnRule",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="+",
         verbose_name=_("earn rule"),
     )
     created_at = models.DateTimeField(_("recorded at"), default=timezone.now, editable=False)

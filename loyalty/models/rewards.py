@@ -26,7 +26,12 @@ class Reward(BaseModel):
         _("limit per member"), null=True, blank=True, help_text=_("Empty: no limit.")
     )
     min_tier = models.ForeignKey(
-        Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("lowest tier"),
+        Tier,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("lowest tier"),
         help_text=_("Only members of this tier or a higher one may redeem it. Empty: everyone."),
     )
     valid_from = models.DateTimeField(_("valid from"), null=True, blank=True)
@@ -79,7 +84,10 @@ class CouponBatch(BaseModel):
     name = models.CharField(_("name"), max_length=100)
     kind = models.CharField(_("kind"), max_length=16, choices=CouponKind, default=CouponKind.AMOUNT)
     value = models.DecimalField(
-        _("value"), max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))],
+        _("value"),
+        max_digits=10,
+        decimal_places=2,
+        validators=[MinValueValidator(Decimal("0.01"))],
         # xgettext:no-python-format
         help_text=_("Yuan off, or percent off (10 for 10% off)."),
     )
@@ -123,9 +131,11 @@ class Coupon(models.Model):
     code = models.CharField(_("code"), max_length=16, unique=True)
     status = models.CharField(_("status"), max_length=16, choices=CouponStatus, default=CouponStatus.ISSUED)
     issue_key = models.CharField(
-        _("issue key"), max_length=64,
-        help_text=_("One issuance (an admin form, a campaign step): issuing again with the same key gives "
-                    "nothing twice."),
+        _("issue key"),
+        max_length=64,
+        help_text=_(
+            "One issuance (an admin form, a campaign step): issuing again with the same key gives nothing twice."
+        ),
     )
     issued_at = models.DateTimeField(_("issued at"), default=timezone.now)
     expires_at = models.DateTimeField(_("expires at"))

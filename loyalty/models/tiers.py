@@ -35,11 +35,17 @@ class Tier(BaseModel):
         _("rank"), unique=True, help_text=_("Higher is better. The lowest tier is where every member starts.")
     )
     rule = models.CharField(
-        _("qualifies by"), max_length=16, choices=TierRule, default=TierRule.SPEND,
+        _("qualifies by"),
+        max_length=16,
+        choices=TierRule,
+        default=TierRule.SPEND,
         help_text=_("What a member must reach over the qualifying period to hold this tier."),
     )
     min_spend = models.DecimalField(
-        _("qualifying spend (yuan)"), max_digits=12, decimal_places=2, default=0,
+        _("qualifying spend (yuan)"),
+        max_digits=12,
+        decimal_places=2,
+        default=0,
         validators=[MinValueValidator(0)],
         help_text=_("Purchases minus refunds over the qualifying period."),
     )
@@ -47,17 +53,25 @@ class Tier(BaseModel):
         _("qualifying points"), default=0, help_text=_("Points earned over the qualifying period.")
     )
     qualifying_period_days = models.PositiveSmallIntegerField(
-        _("qualifying period (days)"), default=365, validators=[MinValueValidator(1)],
+        _("qualifying period (days)"),
+        default=365,
+        validators=[MinValueValidator(1)],
         help_text=_("The trailing window the spend and points are counted over, e.g. 365 for the last year."),
     )
     discount_percent = models.DecimalField(
-        _("discount (%)"), max_digits=5, decimal_places=2, default=0,
+        _("discount (%)"),
+        max_digits=5,
+        decimal_places=2,
+        default=0,
         validators=[MinValueValidator(0), MaxValueValidator(100)],
         # xgettext:no-python-format
         help_text=_("Member price discount, e.g. 10 for 10% off."),
     )
     points_multiplier = models.DecimalField(
-        _("points multiplier"), max_digits=4, decimal_places=2, default=1,
+        _("points multiplier"),
+        max_digits=4,
+        decimal_places=2,
+        default=1,
         validators=[MinValueValidator(0)],
         help_text=_("Earned points are multiplied by this, e.g. 1.5."),
     )
@@ -70,7 +84,9 @@ class Tier(BaseModel):
         help_text=_("Exclusive events, early access, priority service… shown to members."),
     )
     validity_days = models.PositiveSmallIntegerField(
-        _("validity (days)"), default=365, validators=[MinValueValidator(1)],
+        _("validity (days)"),
+        default=365,
+        validators=[MinValueValidator(1)],
         help_text=_("How long a member keeps this tier once reached, before it is reviewed."),
     )
 
@@ -173,7 +189,11 @@ class TierChange(models.Model):
     to_tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="+", verbose_name=_("to"))
     reason = models.CharField(_("reason"), max_length=255)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
         verbose_name=_("by"),
     )
     created_at = models.DateTimeField(_("changed at"), default=timezone.now, editable=False)

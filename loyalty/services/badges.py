@@ -60,7 +60,9 @@ def _qualifying_members_sql(badge: Badge, *, now: datetime) -> tuple[str, list]:
         )
         if rule == BadgeRule.CHECK_IN_TOTAL:
             return f"SELECT member_id FROM ({days_sql}) d GROUP BY member_id HAVING COUNT(*) >= %s", [
-                *period_params, int(n)]
+                *period_params,
+                int(n),
+            ]
         # Gaps and islands: consecutive days share day_number - row_number.
         return (
             f"""
@@ -153,8 +155,9 @@ def badge_award(
         return held
     held.awarded_at, held.expires_at, held.reason, held.awarded_by = now, expires, reason, actor
     held.revoked_at, held.revoked_reason, held.revoked_by = None, "", None
-    held.save(update_fields=["awarded_at", "expires_at", "reason", "awarded_by", "revoked_at", "revoked_reason",
-                             "revoked_by"])
+    held.save(
+        update_fields=["awarded_at", "expires_at", "reason", "awarded_by", "revoked_at", "revoked_reason", "revoked_by"]
+    )
     return held
 
 

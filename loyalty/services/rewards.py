@@ -47,8 +47,9 @@ ISSUE_BATCH_MEMBERS = 5_000
 
 
 @transaction.atomic
-def reward_redeem(*, reward: Reward, member: Member, idempotency_key: str, now: datetime | None = None
-                  ) -> RewardRedemption:
+def reward_redeem(
+    *, reward: Reward, member: Member, idempotency_key: str, now: datetime | None = None
+) -> RewardRedemption:
     """Buy `reward` for `member` with points; a retry with the same key returns the first redemption."""
     from loyalty.services.points import points_debit
 
@@ -61,8 +62,10 @@ def reward_redeem(*, reward: Reward, member: Member, idempotency_key: str, now: 
             raise ApplicationError(_("This idempotency key was already used for another redemption."))
         return replay
     reward = Reward.objects.select_related("min_tier").get(pk=reward.pk)
-    if not reward.is_active or (reward.valid_from and now < reward.valid_from) or (
-        reward.valid_until and now >= reward.valid_until
+    if (
+        not reward.is_active
+        or (reward.valid_from and now < reward.valid_from)
+        or (reward.valid_until and now >= reward.valid_until)
     ):
         raise ApplicationError(_("This reward is not available now."))
     if reward.min_tier is not None and _tier_rank(member) < reward.min_tier.rank:
@@ -146,8 +149,14 @@ def _issue_chunk(*, batch: CouponBatch, member_ids: list[int], issue_key: str, n
             break
         Coupon.objects.bulk_create(
             [
-                Coupon(batch=batch, member_id=member_id, code=coupon_code(), issue_key=issue_key, issued_at=now,
-                       expires_at=batch.valid_until)
+                Coupon(
+                    batch=batch,
+                    member_id=member_id,
+                    code=coupon_code(),
+                    issue_key=issue_key,
+                    issued_at=now,
+                    expires_at=batch.valid_until,
+                )
                 for member_id in sorted(missing)
             ],
             ignore_conflicts=True,

@@ -9,8 +9,11 @@ from loyalty.services import expiry_key
 def assert_ledger_consistent(member_id: int) -> None:
     """Cache = ledger = open lots, never negative; every lot and debit agrees with its allocations."""
     account = PointsAccount.objects.filter(member_id=member_id).first()
-    entries = list(PointsEntry.objects.filter(member_id=member_id).values_list("id", "kind", "amount", "remaining",
-                                                                               "idempotency_key"))
+    entries = list(
+        PointsEntry.objects.filter(member_id=member_id).values_list(
+            "id", "kind", "amount", "remaining", "idempotency_key"
+        )
+    )
     balance = account.balance if account else 0
     assert balance >= 0
     assert balance == sum(amount for _, _, amount, _, _ in entries) == sum(rest or 0 for _, _, _, rest, _ in entries)

@@ -114,7 +114,10 @@ def test_a_supervisor_adjustment_is_recorded_with_its_reason_once(client, superv
     assert response.status_code == again.status_code == 302
     assert response["Location"] == reverse("admin:loyalty_pointsentry_change", args=[entry.pk])
     assert (entry.kind, entry.amount, entry.reason, entry.actor) == (
-        EntryKind.ADJUST, 100, "late delivery, apology", supervisor
+        EntryKind.ADJUST,
+        100,
+        "late delivery, apology",
+        supervisor,
     )
     assert PointsAccount.objects.get(member=member).balance == 100
 
@@ -170,8 +173,18 @@ def test_operators_cannot_run_the_adjust_action(client, operator, member):
     EarnFactory(member=member, amount=10)
     account = PointsAccount.objects.get()
 
-    client.post(ACCOUNTS, {"action": "adjust_points", "_selected_action": [account.pk], "index": 0, "apply": "1",
-                           "amount": 5, "reason": "x", "token": "1" * 32})
+    client.post(
+        ACCOUNTS,
+        {
+            "action": "adjust_points",
+            "_selected_action": [account.pk],
+            "index": 0,
+            "apply": "1",
+            "amount": 5,
+            "reason": "x",
+            "token": "1" * 32,
+        },
+    )
 
     assert not PointsEntry.objects.filter(kind=EntryKind.ADJUST).exists()
 
@@ -181,13 +194,25 @@ def test_supervisors_reverse_selected_entries_with_a_reason(client, supervisor, 
     earn = EarnFactory(member=member, amount=100)
     EarnFactory(member=member, amount=30)
 
-    response = client.post(LEDGER, {"action": "reverse_entries", "_selected_action": [earn.pk], "index": 0,
-                                    "apply": "1", "reason": "order refunded", "token": "2" * 32})
+    response = client.post(
+        LEDGER,
+        {
+            "action": "reverse_entries",
+            "_selected_action": [earn.pk],
+            "index": 0,
+            "apply": "1",
+            "reason": "order refunded",
+            "token": "2" * 32,
+        },
+    )
 
     assert response.status_code == 302
     reversal = PointsEntry.objects.get(kind=EntryKind.REVERSE)
     assert (reversal.reverses_id, reversal.amount, reversal.reason, reversal.actor) == (
-        earn.pk, -100, "order refunded", supervisor
+        earn.pk,
+        -100,
+        "order refunded",
+        supervisor,
     )
     assert_ledger_consistent(member.pk)
 
@@ -200,14 +225,22 @@ def test_settings_open_on_their_single_row_and_supervisors_change_them(client, s
     change = reverse("admin:loyalty_loyaltysettings_change", args=[LoyaltySettings.SINGLETON_ID])
 
     assert client.get(reverse("admin:loyalty_loyaltysettings_changelist"))["Location"] == change
-    form = {"points_per_yuan": 100, "redemption_minimum": 1000, "expiry_policy": "days", "expiry_period": 365,
-            "tier_grace_days": 14}
+    form = {
+        "points_per_yuan": 100,
+        "redemption_minimum": 1000,
+        "expiry_policy": "days",
+        "expiry_period": 365,
+        "tier_grace_days": 14,
+    }
     assert client.post(change, {**form, "points_per_yuan": 0}).status_code == 200  # refused: 0 points per yuan
     assert client.post(change, form).status_code == 302
 
     config = LoyaltySettings.load()
     assert (config.points_per_yuan, config.redemption_minimum, config.expiry_policy, config.expiry_period) == (
-        100, 1000, "days", 365
+        100,
+        1000,
+        "days",
+        365,
     )
     assert config.tier_grace_days == 14
 

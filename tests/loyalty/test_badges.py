@@ -17,8 +17,9 @@ NOW = datetime(2026, 3, 31, 22, 0, tzinfo=SHANGHAI)
 
 
 def badge(rule, threshold, **fields) -> Badge:
-    return Badge.objects.create(code=f"{rule}-{threshold}", name=f"{rule} {threshold}", rule=rule,
-                                threshold=Decimal(threshold), **fields)
+    return Badge.objects.create(
+        code=f"{rule}-{threshold}", name=f"{rule} {threshold}", rule=rule, threshold=Decimal(threshold), **fields
+    )
 
 
 def events(member, kind, whens, **fields):
@@ -44,8 +45,9 @@ def test_a_check_in_streak_badge_goes_to_members_with_n_consecutive_local_days()
     events(steady, EventKind.CHECK_IN, [start + timedelta(days=d) for d in (0, 1, 2)])
     events(gappy, EventKind.CHECK_IN, [start + timedelta(days=d) for d in (0, 1, 3, 4)])
     # 23:30 and 00:30 Shanghai are two local days, though the same UTC day.
-    events(late_nights, EventKind.CHECK_IN, [start.replace(hour=23, minute=30) + timedelta(hours=h)
-                                             for h in (0, 1, 25)])
+    events(
+        late_nights, EventKind.CHECK_IN, [start.replace(hour=23, minute=30) + timedelta(hours=h) for h in (0, 1, 25)]
+    )
 
     assert badges_award(now=NOW) == {streak.code: 2}
     assert holders(streak) == {steady.pk, late_nights.pk}
@@ -144,8 +146,11 @@ def test_the_honor_roll_lists_current_holders_with_masked_names_and_no_phones(cl
     holder = MemberFactory(name="王小明", phone="+8613912345678")
     revoked = MemberFactory(name="赵大海")
     badge_award(member=holder, badge=officer, actor=supervisor, reason="测评")
-    badge_revoke(member_badge=badge_award(member=revoked, badge=officer, actor=supervisor, reason="x"),
-                 actor=supervisor, reason="y")
+    badge_revoke(
+        member_badge=badge_award(member=revoked, badge=officer, actor=supervisor, reason="x"),
+        actor=supervisor,
+        reason="y",
+    )
     Badge.objects.create(code="hidden", name="内部徽章", is_public=False)
 
     response = client.get("/honors/")
@@ -166,8 +171,10 @@ def test_staff_award_from_the_badge_page_and_revoke_from_the_holders_list(client
 
     client.post(url, {"token": "b" * 32, "member_numbers": "M7 M404", "reason": "测评"})
     held = MemberBadge.objects.get(member=member, badge=officer)
-    client.post("/admin/loyalty/memberbadge/", {"action": "revoke", "_selected_action": [held.pk], "apply": "1",
-                                                 "token": "c" * 32, "reason": "违规"})
+    client.post(
+        "/admin/loyalty/memberbadge/",
+        {"action": "revoke", "_selected_action": [held.pk], "apply": "1", "token": "c" * 32, "reason": "违规"},
+    )
 
     held.refresh_from_db()
     assert held.revoked_reason == "违规" and held.revoked_by == supervisor

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.django_db
 
 
 def rule(kind, points, **fields):
-    return EarnRule.objects.create(name=f"{kind} {fields.get('sub_kind', '')}".strip(), kind=kind, points=points,
-                                   **fields)
+    return EarnRule.objects.create(
+        name=f"{kind} {fields.get('sub_kind', '')}".strip(), kind=kind, points=points, **fields
+    )
 
 
 def event(member, kind=EventKind.PURCHASE, amount=None, when=None, **fields):
@@ -33,8 +34,9 @@ def earn(*events):
 
 
 def earned(member) -> list[int]:
-    return list(PointsEntry.objects.filter(member=member, kind=EntryKind.EARN).order_by("id").values_list(
-        "amount", flat=True))
+    return list(
+        PointsEntry.objects.filter(member=member, kind=EntryKind.EARN).order_by("id").values_list("amount", flat=True)
+    )
 
 
 def balance(member) -> int:
@@ -59,8 +61,11 @@ def test_a_purchase_earns_points_per_yuan_rounded_down(member):
 def test_earning_the_same_events_again_changes_nothing(member):
     rule(EarnRuleKind.PURCHASE, 1)
     rule(EarnRuleKind.INTERACTION, 5, daily_cap=8)
-    events = [event(member), event(member, kind=EventKind.INTERACTION, sub_kind="like"),
-              event(member, kind=EventKind.INTERACTION, sub_kind="share")]
+    events = [
+        event(member),
+        event(member, kind=EventKind.INTERACTION, sub_kind="like"),
+        event(member, kind=EventKind.INTERACTION, sub_kind="share"),
+    ]
     earn(*events)
 
     again = earn(*events)
@@ -75,8 +80,11 @@ def test_events_without_an_active_rule_earn_nothing(member):
     rule(EarnRuleKind.PURCHASE, 1, is_active=False)
     rule(EarnRuleKind.INTERACTION, 1, sub_kind="share")
 
-    earn(event(member), event(member, kind=EventKind.INTERACTION, sub_kind="like"),
-         event(member, kind=EventKind.COMPLAINT))
+    earn(
+        event(member),
+        event(member, kind=EventKind.INTERACTION, sub_kind="like"),
+        event(member, kind=EventKind.COMPLAINT),
+    )
 
     assert earned(member) == []
 
@@ -86,10 +94,12 @@ def test_a_sub_kind_rule_wins_over_the_rule_for_any_sub_kind(member):
     rule(EarnRuleKind.INTERACTION, 10, sub_kind="share")
     rule(EarnRuleKind.UGC, 20, sub_kind="approved")
 
-    earn(event(member, kind=EventKind.INTERACTION, sub_kind="like"),
-         event(member, kind=EventKind.INTERACTION, sub_kind="share"),
-         event(member, kind=EventKind.UGC, sub_kind=""),
-         event(member, kind=EventKind.UGC, sub_kind="approved"))
+    earn(
+        event(member, kind=EventKind.INTERACTION, sub_kind="like"),
+        event(member, kind=EventKind.INTERACTION, sub_kind="share"),
+        event(member, kind=EventKind.UGC, sub_kind=""),
+        event(member, kind=EventKind.UGC, sub_kind="approved"),
+    )
 
     assert earned(member) == [1, 10, 20]
 
@@ -109,14 +119,18 @@ def test_a_double_points_window_applies_to_events_inside_it_and_the_largest_fact
     rule(EarnRuleKind.INVITE, 10)
     start = timezone.now() - timedelta(days=2)
     PointsMultiplierWindow.objects.create(name="双倍", starts_at=start, ends_at=start + timedelta(days=1))
-    PointsMultiplierWindow.objects.create(name="三倍", starts_at=start, ends_at=start + timedelta(hours=1),
-                                          factor=Decimal(3))
-    PointsMultiplierWindow.objects.create(name="off", starts_at=start, ends_at=start + timedelta(days=1),
-                                          factor=Decimal(5), is_active=False)
+    PointsMultiplierWindow.objects.create(
+        name="三倍", starts_at=start, ends_at=start + timedelta(hours=1), factor=Decimal(3)
+    )
+    PointsMultiplierWindow.objects.create(
+        name="off", starts_at=start, ends_at=start + timedelta(days=1), factor=Decimal(5), is_active=False
+    )
 
-    earn(event(member, kind=EventKind.INVITE, when=start + timedelta(minutes=30)),
-         event(member, kind=EventKind.INVITE, when=start + timedelta(hours=5)),
-         event(member, kind=EventKind.INVITE, when=start + timedelta(days=1)))
+    earn(
+        event(member, kind=EventKind.INVITE, when=start + timedelta(minutes=30)),
+        event(member, kind=EventKind.INVITE, when=start + timedelta(hours=5)),
+        event(member, kind=EventKind.INVITE, when=start + timedelta(days=1)),
+    )
 
     assert earned(member) == [30, 20, 10]
 
@@ -124,11 +138,13 @@ def test_a_double_points_window_applies_to_events_inside_it_and_the_largest_fact
 def test_the_daily_cap_counts_what_the_rule_already_paid_that_local_day(member):
     rule(EarnRuleKind.INTERACTION, 4, daily_cap=10)
     day = timezone.now().astimezone(SHANGHAI).replace(hour=9, minute=0, second=0, microsecond=0) - timedelta(days=1)
-    first = [event(member, kind=EventKind.INTERACTION, sub_kind="like", when=day + timedelta(minutes=i))
-             for i in range(2)]
+    first = [
+        event(member, kind=EventKind.INTERACTION, sub_kind="like", when=day + timedelta(minutes=i)) for i in range(2)
+    ]
     earn(*first)
-    later = [event(member, kind=EventKind.INTERACTION, sub_kind="view", when=day + timedelta(hours=h))
-             for h in (1, 2, 3)]
+    later = [
+        event(member, kind=EventKind.INTERACTION, sub_kind="view", when=day + timedelta(hours=h)) for h in (1, 2, 3)
+    ]
     # 23:30 in Shanghai is still the same local day; 00:30 the next day starts a new cap.
     late = event(member, kind=EventKind.INTERACTION, sub_kind="view", when=day.replace(hour=23, minute=30))
     next_day = event(member, kind=EventKind.INTERACTION, sub_kind="view", when=day + timedelta(hours=15, minutes=30))
@@ -222,8 +238,10 @@ def test_a_refund_of_an_unknown_order_takes_nothing(member):
     rule(EarnRuleKind.PURCHASE, 1)
     earn(event(member, external_id="order-3"))
 
-    result = earn(event(member, kind=EventKind.REFUND, amount=Decimal("10"), payload={"order_id": "nope"}),
-                  event(member, kind=EventKind.REFUND, amount=Decimal("10")))
+    result = earn(
+        event(member, kind=EventKind.REFUND, amount=Decimal("10"), payload={"order_id": "nope"}),
+        event(member, kind=EventKind.REFUND, amount=Decimal("10")),
+    )
 
     assert result.refunds == 0
     assert balance(member) == 100
@@ -248,8 +266,17 @@ def test_ingest_sends_the_new_event_ids_after_commit_and_loyalty_enqueues_their_
     member, django_capture_on_commit_callbacks
 ):
     now = timezone.now()
-    events = [EventInput(member_id=member.pk, kind=EventKind.PURCHASE, occurred_at=now, source="shop",
-                         external_id=f"o-{i}", amount=Decimal("10")) for i in range(3)]
+    events = [
+        EventInput(
+            member_id=member.pk,
+            kind=EventKind.PURCHASE,
+            occurred_at=now,
+            source="shop",
+            external_id=f"o-{i}",
+            amount=Decimal("10"),
+        )
+        for i in range(3)
+    ]
     with mock.patch("loyalty.tasks.earn_points_for_events.delay") as delay:
         with django_capture_on_commit_callbacks(execute=True):
             events_ingest(events=events)
@@ -293,16 +320,31 @@ def test_staff_edit_earn_rules_and_windows_in_the_admin(client, supervisor):
     client.force_login(supervisor)
     response = client.post(
         "/admin/loyalty/earnrule/add/",
-        {"name": "每日签到", "kind": "check_in", "sub_kind": "", "points": "5", "is_active": "on", "daily_cap": "5",
-         "streak_days": "7", "streak_bonus": "50"},
+        {
+            "name": "每日签到",
+            "kind": "check_in",
+            "sub_kind": "",
+            "points": "5",
+            "is_active": "on",
+            "daily_cap": "5",
+            "streak_days": "7",
+            "streak_bonus": "50",
+        },
     )
     assert response.status_code == 302, response.content
     assert EarnRule.objects.get(kind="check_in").streak_bonus == 50
     assert client.get("/admin/loyalty/earnrule/").status_code == 200
     response = client.post(
         "/admin/loyalty/pointsmultiplierwindow/add/",
-        {"name": "双11", "starts_at_0": "2026-11-11", "starts_at_1": "00:00:00", "ends_at_0": "2026-11-12",
-         "ends_at_1": "00:00:00", "factor": "2", "is_active": "on"},
+        {
+            "name": "双11",
+            "starts_at_0": "2026-11-11",
+            "starts_at_1": "00:00:00",
+            "ends_at_0": "2026-11-12",
+            "ends_at_1": "00:00:00",
+            "factor": "2",
+            "is_active": "on",
+        },
     )
     assert response.status_code == 302, response.content
     assert client.get("/admin/loyalty/pointsmultiplierwindow/").status_code == 200

@@ -24,8 +24,12 @@ def test_overlapping_earn_batches_and_redemptions_at_once_earn_each_event_once()
     ids = []
     for member in members:
         ids.append(MemberEventFactory(member=member, amount=Decimal("50"), occurred_at=now).pk)
-        ids += [MemberEventFactory(member=member, kind=EventKind.INTERACTION, sub_kind="like", amount=None,
-                                   occurred_at=now).pk for _ in range(5)]
+        ids += [
+            MemberEventFactory(
+                member=member, kind=EventKind.INTERACTION, sub_kind="like", amount=None, occurred_at=now
+            ).pk
+            for _ in range(5)
+        ]
 
     def call(index: int):
         if index >= 8:

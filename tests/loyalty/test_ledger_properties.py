@@ -67,7 +67,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def due(self) -> list[int]:
         return [
-            lot_id for lot_id, lot in self.lots.items()
+            lot_id
+            for lot_id, lot in self.lots.items()
             if lot.remaining and lot.expires_at is not None and lot.expires_at <= self.now
         ]
 
@@ -103,8 +104,15 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def credit(self, amount, lifetime_days, kind):
         expires_at = self.now + timedelta(days=lifetime_days) if lifetime_days else None
-        kwargs = dict(member=self.member, amount=amount, reason="prop", idempotency_key=next(self.keys), kind=kind,
-                      expires_at=expires_at, now=self.now)
+        kwargs = dict(
+            member=self.member,
+            amount=amount,
+            reason="prop",
+            idempotency_key=next(self.keys),
+            kind=kind,
+            expires_at=expires_at,
+            now=self.now,
+        )
         entry = points_credit(**kwargs)
         assert entry.expires_at > self.now
         self.lots[entry.pk] = Lot(amount=amount, expires_at=entry.expires_at, remaining=amount)
@@ -116,11 +124,18 @@ class LedgerMachine(RuleBasedStateMachine):
         spendable = self.balance - sum(self.lots[lot_id].remaining for lot_id in self.due())
         if amount > spendable:
             with pytest.raises(ApplicationError):
-                points_debit(member=self.member, amount=amount, reason="prop", idempotency_key=next(self.keys),
-                             kind=kind, now=self.now)
+                points_debit(
+                    member=self.member,
+                    amount=amount,
+                    reason="prop",
+                    idempotency_key=next(self.keys),
+                    kind=kind,
+                    now=self.now,
+                )
             return
-        entry = points_debit(member=self.member, amount=amount, reason="prop", idempotency_key=next(self.keys),
-                             kind=kind, now=self.now)
+        entry = points_debit(
+            member=self.member, amount=amount, reason="prop", idempotency_key=next(self.keys), kind=kind, now=self.now
+        )
         self.model_expire()
         self.debits[entry.pk] = self.model_consume(amount)
         self.reversible.append(entry.pk)
@@ -130,8 +145,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def reverse(self, data):
         entry_id = data.draw(st.sampled_from(self.reversible))
         self.reversible.remove(entry_id)
-        reversal = points_reverse(entry=PointsEntry.objects.get(pk=entry_id), reason="prop",
-                                  idempotency_key=next(self.keys), now=self.now)
+        reversal = points_reverse(
+            entry=PointsEntry.objects.get(pk=entry_id), reason="prop", idempotency_key=next(self.keys), now=self.now
+        )
         self.model_expire()
         if entry_id in self.lots:
             lot = self.lots[entry_id]

@@ -10,10 +10,12 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_supervisor_adjusts_both_ways_and_is_recorded(member, supervisor, now):
-    gift = points_adjust(member=member, amount=80, reason="apology for late delivery", idempotency_key="a1",
-                         actor=supervisor, now=now)
-    correction = points_adjust(member=member, amount=-30, reason="double credit", idempotency_key="a2",
-                               actor=supervisor, now=now)
+    gift = points_adjust(
+        member=member, amount=80, reason="apology for late delivery", idempotency_key="a1", actor=supervisor, now=now
+    )
+    correction = points_adjust(
+        member=member, amount=-30, reason="double credit", idempotency_key="a2", actor=supervisor, now=now
+    )
 
     assert [(e.kind, e.amount, e.reason, e.actor) for e in (gift, correction)] == [
         (EntryKind.ADJUST, 80, "apology for late delivery", supervisor),

@@ -57,12 +57,14 @@ def test_parallel_redemptions_by_one_member_respect_the_limit_and_the_balance():
 def test_a_coupon_used_from_parallel_tills_is_used_once():
     member = MemberFactory()
     now = timezone.now()
-    spring = CouponBatch.objects.create(name="减10", value=Decimal(10), valid_from=now,
-                                        valid_until=now + timezone.timedelta(days=1))
+    spring = CouponBatch.objects.create(
+        name="减10", value=Decimal(10), valid_from=now, valid_until=now + timezone.timedelta(days=1)
+    )
     coupons_issue(batch=spring, members=[member.pk], issue_key="k")
     code = Coupon.objects.get().code
 
-    results = in_parallel(8, lambda i: coupon_redeem(code=code, member=member, order_amount=Decimal(50),
-                                                     order_ref=f"SO{i}"))
+    results = in_parallel(
+        8, lambda i: coupon_redeem(code=code, member=member, order_amount=Decimal(50), order_ref=f"SO{i}")
+    )
 
     assert Counter(map(outcome, results)) == {"CouponUse": 1, "ApplicationError": 7}

@@ -40,8 +40,14 @@ def reward(**fields) -> Reward:
 
 def batch(**fields) -> CouponBatch:
     now = timezone.now()
-    values = {"name": "满200减50", "kind": CouponKind.AMOUNT, "value": Decimal("50"), "min_spend": Decimal("200"),
-              "valid_from": now - timedelta(days=1), "valid_until": now + timedelta(days=30)}
+    values = {
+        "name": "满200减50",
+        "kind": CouponKind.AMOUNT,
+        "value": Decimal("50"),
+        "min_spend": Decimal("200"),
+        "valid_from": now - timedelta(days=1),
+        "valid_until": now + timedelta(days=30),
+    }
     return CouponBatch.objects.create(**{**values, **fields})
 
 
@@ -130,8 +136,11 @@ def test_a_tier_restricted_reward_needs_that_tier_or_higher(member):
 
 @pytest.mark.parametrize(
     "fields",
-    [{"is_active": False}, {"valid_until": timezone.now() - timedelta(days=1)},
-     {"valid_from": timezone.now() + timedelta(days=1)}],
+    [
+        {"is_active": False},
+        {"valid_until": timezone.now() - timedelta(days=1)},
+        {"valid_from": timezone.now() + timedelta(days=1)},
+    ],
 )
 def test_a_reward_outside_its_validity_cannot_be_redeemed(member, fields):
     EarnFactory(member=member, amount=500)
@@ -162,8 +171,9 @@ def test_coupons_are_issued_once_per_member_with_unique_secure_codes():
 def test_coupons_are_issued_by_member_numbers_and_unknown_numbers_are_reported():
     member = MemberFactory(external_id="M1")
 
-    issued, unknown = coupons_issue_by_member_numbers(batch=batch(), member_numbers=["M1", " M1 ", "M404", ""],
-                                                      issue_key="form-1")
+    issued, unknown = coupons_issue_by_member_numbers(
+        batch=batch(), member_numbers=["M1", " M1 ", "M404", ""], issue_key="form-1"
+    )
 
     assert (issued, unknown) == (1, ["M404"])
     assert Coupon.objects.get().member == member

@@ -127,9 +127,18 @@ def test_supervisors_edit_tiers_and_operators_only_see_them(client, supervisor, 
     silver = tier("silver")
     change = reverse("admin:loyalty_tier_change", args=[silver.pk])
     form = {
-        "name": "银卡", "code": "silver", "rank": 2, "rule": TierRule.SPEND, "min_spend": "400", "min_points": 0,
-        "qualifying_period_days": 365, "validity_days": 365, "discount_percent": "10", "points_multiplier": "1.5",
-        "birthday_gift": "", "benefits": "",
+        "name": "银卡",
+        "code": "silver",
+        "rank": 2,
+        "rule": TierRule.SPEND,
+        "min_spend": "400",
+        "min_points": 0,
+        "qualifying_period_days": 365,
+        "validity_days": 365,
+        "discount_percent": "10",
+        "points_multiplier": "1.5",
+        "birthday_gift": "",
+        "benefits": "",
     }
 
     client.force_login(operator)
