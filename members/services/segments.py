@@ -49,10 +49,16 @@ def segment_preview(*, rules, limit: int | None = None, now: datetime | None = N
     """
     limit = limit or PREVIEW_EXACT_LIMIT
     members = segment_rules_queryset(rules=rules, now=now).order_by()
-    capped = members[: limit + 1].count()
-    exact = capped <= limit
-    count = capped if exact else max(capped, planner_row_estimate(members))
-    sample = list(members.order_by("pk").values("pk", "name", "city")[:PREVIEW_SAMPLE])
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # A capped count over a million members crosses PostgreSQL's JIT threshold; compiling
+            # the query cost ~0.1 s of every preview (measured at 1M), more than it saves.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL jit = off")
+        capped = members[: limit + 1].count()
+        exact = capped <= limit
+        count = capped if exact else max(capped, planner_row_estimate(members))
+        sample = list(members.order_by("pk").values("pk", "name", "city")[:PREVIEW_SAMPLE])
     return Preview(count=count, exact=exact, sample=sample)
 
 
