@@ -8,10 +8,11 @@ and PermanentSendError for what never will (4xx, no address).
 
 import hashlib
 import hmac
+import http.client
 import json
-import urllib.error
-import urllib.request
+import threading
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -78,32 +79,65 @@ def webhook_payload(*, delivery: Delivery, message: Rendered, channel: str) -> d
     }
 
 
+class _KeepAlive(threading.local):
+    """One persistent HTTP connection per gateway and thread: a dispatcher sends thousands of
+    messages to the same gateway, and a new TCP connection per message costs as much as the rest."""
+
+    def __init__(self):
+        self.connections: dict[tuple, http.client.HTTPConnection] = {}
+
+    def post(self, url: str, body: bytes, headers: dict, timeout: float) -> tuple[int, bytes]:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PermanentSendError(f"not an http(s) gateway URL: {parts.scheme}")
+        key = (parts.scheme, parts.netloc, timeout)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        for attempt in (1, 2):
+            connection = self.connections.get(key)
+            if connection is None:
+                kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+                connection = self.connections[key] = kind(parts.netloc, timeout=timeout)
+            try:
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+                return response.status, response.read(64 * 1024)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # A kept-alive connection the gateway had closed: once more on a new one (the
+                # gateway drops a true duplicate by the X-CRM-Delivery header).
+                connection.close()
+                self.connections.pop(key, None)
+                if attempt == 2:
+                    raise
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                self.connections.pop(key, None)
+                raise
+        raise AssertionError("unreachable")
+
+
+_keep_alive = _KeepAlive()
+
+
 def send_webhook(*, delivery: Delivery, message: Rendered, config: ChannelConfig) -> SendResult:
     if not config.url:
         raise RetryableSendError(f"no gateway URL configured for {config.channel}")
     body = json.dumps(
         webhook_payload(delivery=delivery, message=message, channel=config.channel), ensure_ascii=False
     ).encode()
-    request = urllib.request.Request(
-        config.url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json; charset=utf-8",
-            SIGNATURE_HEADER: sign(config.secret, body),
-            # The gateway may use it to drop a resend after a worker died mid-request.
-            DELIVERY_HEADER: str(delivery.pk),
-        },
-    )
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        SIGNATURE_HEADER: sign(config.secret, body),
+        # The gateway may use it to drop a resend after a worker died mid-request.
+        DELIVERY_HEADER: str(delivery.pk),
+    }
     try:
-        with urllib.request.urlopen(request, timeout=config.timeout_seconds) as response:  # noqa: S310
-            answer = response.read(64 * 1024)
-    except urllib.error.HTTPError as error:
-        if error.code >= 500 or error.code == 429:
-            raise RetryableSendError(f"gateway answered {error.code}") from error
-        raise PermanentSendError(f"gateway answered {error.code}") from error
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        status, answer = _keep_alive.post(config.url, body, headers, config.timeout_seconds)
+    except (OSError, http.client.HTTPException) as error:  # refused, reset, timed out, garbled
         raise RetryableSendError(f"gateway unreachable: {error}") from error
+    if status >= 500 or status == 429:
+        raise RetryableSendError(f"gateway answered {status}")
+    if status >= 400:
+        raise PermanentSendError(f"gateway answered {status}")
     try:
         provider_id = str(json.loads(answer or b"{}").get("id", ""))[:128]
     except (ValueError, AttributeError):
