@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -30,15 +31,19 @@ SECRET = "test-secret"
 
 
 class Gateway:
-    """A local SMS/WeCom gateway: records requests and answers with the queued status codes."""
+    """A local SMS/WeCom gateway: records requests and answers with the queued status codes, each
+    after the queued delay in seconds (a congested or hanging gateway)."""
 
-    def __init__(self, statuses=()):
+    def __init__(self, statuses=(), delays=()):
         self.statuses = list(statuses)
+        self.delays = list(delays)
         self.requests: list[tuple] = []
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
+                if gateway.delays:
+                    time.sleep(gateway.delays.pop(0))
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 gateway.requests.append((json.loads(body), body, self.headers))  # case-insensitive
                 status = gateway.statuses.pop(0) if gateway.statuses else 200
@@ -65,9 +70,10 @@ class Gateway:
         self.server.server_close()
 
 
-def _configure(channel: str, url: str) -> None:
+def _configure(channel: str, url: str, timeout_seconds: int = 5) -> None:
     ChannelConfig.objects.update_or_create(
-        channel=channel, defaults={"enabled": True, "url": url, "secret": SECRET, "timeout_seconds": 5}
+        channel=channel,
+        defaults={"enabled": True, "url": url, "secret": SECRET, "timeout_seconds": timeout_seconds},
     )
 
 
@@ -223,6 +229,24 @@ def test_an_unreachable_gateway_is_retried(members, now):
     _configure("wecom", url)  # the server is closed: connection refused
 
     assert deliveries_dispatch(now=now).retried == 1
+
+
+def test_a_gateway_that_times_out_is_retried_with_back_off_then_sends(members, now):
+    campaign = running_campaign(members[:1], channel="wecom")
+    deliveries_plan(campaign=campaign, now=now)
+    with Gateway(delays=[3]) as gateway:  # the first answer comes after the 1 s timeout
+        _configure("wecom", gateway.url, timeout_seconds=1)
+        first = deliveries_dispatch(now=now)
+        delivery = Delivery.objects.get(campaign=campaign)
+        assert first.retried == 1
+        assert (delivery.status, delivery.attempts) == (DeliveryStatus.QUEUED, 1)
+        assert delivery.next_attempt_at == now + timedelta(seconds=60)
+        assert delivery.last_error
+        second = deliveries_dispatch(now=now + timedelta(seconds=60))
+
+    assert second.sent == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 2)
 
 
 def _receipt(delivery, status, secret=SECRET):

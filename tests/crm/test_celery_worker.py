@@ -53,12 +53,11 @@ def _test_database_url() -> str:
     return f"postgres://{credentials}@{db['HOST']}{port}/{db['NAME']}"
 
 
-@pytest.fixture
-def worker(transactional_db, tmp_path):
+def start_worker(log: Path, queue: str | None = None) -> Worker:
+    """Start `celery -A crm worker` on a queue of its own (or `queue`, to restart on the same one)."""
     # A queue of its own, so no other worker on the same Redis (another run, `make run`) takes
     # the task and this worker takes nothing else.
-    queue = f"test-{uuid.uuid4().hex[:12]}"
-    log = tmp_path / "worker.log"
+    queue = queue or f"test-{uuid.uuid4().hex[:12]}"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "crm.settings.test",
@@ -68,23 +67,36 @@ def worker(transactional_db, tmp_path):
     }
     command = [
         sys.executable, "-m", "celery", "-A", "crm", "worker", "--pool=solo", "--loglevel=INFO",
-        f"--queues={queue}", f"--hostname={queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        f"--queues={queue}", f"--hostname={queue}-{uuid.uuid4().hex[:4]}@%h", "--without-gossip", "--without-mingle",
+        "--without-heartbeat",
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
+    return Worker(queue, process, log)
+
+
+def stop_worker(worker: Worker) -> None:
+    # Warm shutdown first; the worker must be gone before pytest-django flushes and drops the
+    # test database, which it could otherwise hold open.
+    if worker.process.poll() is not None:
+        return
+    worker.process.terminate()
     try:
-        yield Worker(queue, process, log)
+        worker.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.process.pid, signal.SIGKILL)
+        worker.process.wait()
+
+
+@pytest.fixture
+def worker(transactional_db, tmp_path):
+    started = start_worker(tmp_path / "worker.log")
+    try:
+        yield started
     finally:
-        # Warm shutdown first; the worker must be gone before pytest-django flushes and drops
-        # the test database, which it could otherwise hold open.
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_worker(started)
 
 
 def _rollups(member_id: int) -> dict:
