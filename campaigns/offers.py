@@ -9,7 +9,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignKind, CampaignStatus, Delivery, DeliveryStatus, JourneyStep
+from campaigns.models import Campaign, CampaignKind, CampaignStatus, JourneyStep
 from crm.core.exceptions import ApplicationError
 from loyalty.models import CouponBatch, PointsMultiplierWindow
 from loyalty.services.points import points_credit
@@ -73,15 +73,6 @@ def offers_grant(*, deliveries, now: datetime | None = None) -> dict:
             except ApplicationError as error:  # an expired batch: the message went, the coupon cannot
                 logger.warning("coupon not issued campaign=%s step=%s: %s", campaign_id, step, error)
     return granted
-
-
-def offers_grant_for_claim(*, token: str, now: datetime | None = None) -> dict:
-    """The offers of the messages one dispatcher claim has just sent (journeys give theirs when
-    they plan, see campaigns.journeys)."""
-    return offers_grant(
-        deliveries=Delivery.objects.filter(claim_token=token, status=DeliveryStatus.SENT, journey_step__isnull=True),
-        now=now,
-    )
 
 
 @transaction.atomic

@@ -374,10 +374,6 @@ def deliveries_send(*, token: str, now: datetime | None = None) -> DispatchResul
     )
     with _relaxed_commits():
         _send_rows(rows, token=token, now=now, settings=settings, configs=configs, result=result)
-    if result.sent:
-        from campaigns.offers import offers_grant_for_claim
-
-        offers_grant_for_claim(token=token, now=now)
     return result
 
 
@@ -448,6 +444,14 @@ def _send_rows(rows, *, token: str, now: datetime, settings: OutboxSettings, con
             result.failed += 1
             logger.warning("delivery %s failed for good: %s", delivery.pk, error)
             continue
+        if delivery.journey_step_id is None and (campaign.offer_points or campaign.coupon_batch_id):
+            # The offer goes before the row is marked sent: a worker that dies in between leaves
+            # the row `sending`, so it is sent again once reset as stuck (the gateway drops the
+            # repeat by X-CRM-Delivery) and the offer, keyed per campaign, step and member, is not
+            # given twice. Journey steps give theirs when they are planned.
+            from campaigns.offers import offers_grant
+
+            offers_grant(deliveries=Delivery.objects.filter(pk=delivery.pk), now=now)
         _finish(
             delivery.pk,
             token,

@@ -2,7 +2,8 @@
 member twice, once a worker runs again.
 
 The gateway is a local HTTP server that answers slowly, so the worker is killed while it is
-sending a claimed batch. What it had sent and recorded stays sent; what it had claimed but not
+sending a claimed batch. What it had sent and recorded stays sent, with the campaign's points
+given; what it had claimed but not
 recorded stays `sending` until its claim is old enough to count as stuck, then goes back to the
 queue and the restarted worker sends it. At most the one message in flight at the kill can reach
 the gateway twice, and then under the same X-CRM-Delivery id, which the gateway drops.
@@ -22,6 +23,7 @@ from campaigns.channels import DELIVERY_HEADER
 from campaigns.models import Delivery, DeliveryStatus, OutboxSettings
 from campaigns.outbox import STUCK_AFTER, deliveries_plan
 from campaigns.tasks import dispatch_deliveries
+from loyalty.models import PointsAccount
 from tests.campaigns.test_dispatch import Gateway, _configure
 from tests.crm.test_celery_worker import _wait_until, start_worker, stop_worker
 from tests.factories import MemberFactory
@@ -40,7 +42,7 @@ def test_a_worker_killed_during_dispatch_loses_nothing_and_sends_nothing_twice(t
     # Like a congested SMS gateway: each answer takes a while, so that the kill lands mid-batch.
     with Gateway(delays=[0.3] * 4 * MEMBERS) as gateway:
         _configure("wecom", gateway.url)
-        campaign = running_campaign(members, channel="wecom")
+        campaign = running_campaign(members, channel="wecom", offer_points=10)
         deliveries_plan(campaign=campaign, now=timezone.now())
         deliveries = set(Delivery.objects.filter(campaign=campaign).values_list("pk", flat=True))
         assert len(deliveries) == MEMBERS
@@ -79,3 +81,6 @@ def test_a_worker_killed_during_dispatch_loses_nothing_and_sends_nothing_twice(t
     assert len(twice) <= 1, received  # at most the one in flight at the kill, same id for the gateway to drop
     assert max(received.values()) <= 2
     assert Delivery.objects.filter(campaign=campaign).count() == MEMBERS  # one row per member, still
+    # Every member got the campaign's 10 points once, also those whose message the killed worker sent.
+    balances = dict(PointsAccount.objects.filter(member__in=members).values_list("member_id", "balance"))
+    assert balances == {member.pk: 10 for member in members}
