@@ -210,12 +210,13 @@ class TicketAdmin(BaseModelAdmin):
                 return
             if obj.status == TicketStatus.DRAFT:
                 services.ticket_draft_update(ticket=obj, actor=request.user, **audience)
-            Ticket.objects.filter(pk=obj.pk).update(
+            services.ticket_details_update(
+                ticket=obj,
+                actor=request.user,
                 title=obj.title,
                 description=obj.description,
+                severity=obj.severity,
                 owner=obj.owner,
-                updated_at=timezone.now(),
-                **({"severity": obj.severity} if obj.status == TicketStatus.DRAFT else {}),
             )
         except ApplicationError as error:
             messages.error(request, error.message)

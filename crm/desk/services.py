@@ -357,6 +357,30 @@ def ticket_reassign(*, ticket: Ticket, actor, owner, note: str = "", now: dateti
 
 
 @transaction.atomic
+def ticket_details_update(
+    *, ticket: Ticket, actor, title: str, description: str, severity: str, owner, now: datetime | None = None
+) -> Ticket:
+    """Edit a ticket's title, description, severity and owner. The severity is fixed once the ticket
+    is open (its deadlines came from it); a new owner goes through `ticket_reassign`, onto the
+    timeline."""
+    locked = _lock(ticket, actor=actor, statuses=TicketStatus.values)
+    title = (title or "").strip()
+    if not title:
+        raise ApplicationError(gettext("A title is required."), {"title": [gettext("A title is required.")]})
+    locked.title, locked.description = title[:200], description or ""
+    fields = ["title", "description", "updated_at"]
+    if locked.status == TicketStatus.DRAFT and severity != locked.severity:
+        if severity not in Severity.values:
+            raise ApplicationError(gettext("Unknown severity."), {"severity": [gettext("Unknown severity.")]})
+        locked.severity = severity
+        fields.append("severity")
+    locked.save(update_fields=fields)
+    if owner is not None and owner.pk != locked.owner_id:
+        ticket_reassign(ticket=locked, actor=actor, owner=owner, now=now)
+    return locked
+
+
+@transaction.atomic
 def ticket_close(*, ticket: Ticket, actor, note: str = "", now: datetime | None = None) -> Ticket:
     """Close: the clocks stop where they stand. Refused while compensation is being issued."""
     now = now or timezone.now()

@@ -156,6 +156,23 @@ def test_the_admin_lists_tickets_with_clocks_and_shows_the_timeline(admin_client
     assert admin_client.get(reverse("admin:desk_slapolicy_changelist")).status_code == 200
 
 
+def test_editing_an_open_ticket_in_the_admin_reassigns_it_on_the_timeline(admin_client, live_ticket, supervisor):
+    url = reverse("admin:desk_ticket_change", args=[live_ticket.pk])
+    inline = {"events-TOTAL_FORMS": "0", "events-INITIAL_FORMS": "0"}
+    form = {"title": "Cold milk tea, all stores", "description": "Wider", "owner": supervisor.pk, **inline}
+    response = admin_client.post(url, {**form, "severity": "low"})
+
+    assert response.status_code == 302
+    live_ticket.refresh_from_db()
+    assert (live_ticket.title, live_ticket.owner, live_ticket.severity) == (
+        "Cold milk tea, all stores",
+        supervisor,
+        "critical",  # fixed once open: its deadlines came from it
+    )
+    reassigned = live_ticket.events.get(kind=EventKind.REASSIGNED)
+    assert reassigned.data["to"] == supervisor.get_username()
+
+
 def test_the_admin_drafts_a_ticket_and_refuses_two_audiences(admin_client, members):
     url = reverse("admin:desk_ticket_add")
     inline = {"events-TOTAL_FORMS": "0", "events-INITIAL_FORMS": "0"}
