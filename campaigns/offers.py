@@ -1,5 +1,5 @@
-"""What a campaign gives, through the loyalty services: points (points_credit, one idempotency key
-per campaign, step and member), coupons (coupons_issue, set-based, one issue key per campaign and
+"""What a campaign gives, through the loyalty services: points (points_credit_bulk, one idempotency
+key per campaign, step and member), coupons (coupons_issue, set-based, one issue key per campaign and
 step) and double-points windows (a PointsMultiplierWindow that follows the campaign's status)."""
 
 import logging
@@ -12,15 +12,16 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, JourneyStep
 from crm.core.exceptions import ApplicationError
 from loyalty.models import CouponBatch, PointsMultiplierWindow
-from loyalty.services.points import points_credit
+from loyalty.services.points import points_credit_bulk
 from loyalty.services.rewards import coupons_issue
 from members.models import Member
 
 logger = logging.getLogger(__name__)
 
 
-def points_key(*, campaign_id: int, step: str, member_id: int) -> str:
-    return f"campaign:{campaign_id}:{step}:{member_id}"
+def points_key_prefix(*, campaign_id: int, step: str) -> str:
+    """Each member's points from a campaign step are keyed `<prefix>:<member id>`."""
+    return f"campaign:{campaign_id}:{step}"
 
 
 def coupon_key(*, campaign_id: int, step: str) -> str:
@@ -53,15 +54,14 @@ def offers_grant(*, deliveries, now: datetime | None = None) -> dict:
             continue
         offer = steps[journey_step_id] if journey_step_id else campaign
         if offer.offer_points:
-            for member_id in member_ids:
-                points_credit(
-                    member=Member(pk=member_id),
-                    amount=offer.offer_points,
-                    reason=f"{campaign.name} ({step})"[:200],
-                    idempotency_key=points_key(campaign_id=campaign_id, step=step, member_id=member_id),
-                    now=now,
-                )
-                granted["points"] += 1
+            points_credit_bulk(
+                members=Member.objects.filter(pk__in=member_ids),
+                amount=offer.offer_points,
+                reason=f"{campaign.name} ({step})"[:200],
+                idempotency_prefix=points_key_prefix(campaign_id=campaign_id, step=step),
+                now=now,
+            )
+            granted["points"] += len(member_ids)
         if offer.coupon_batch_id:
             try:
                 granted["coupons"] += coupons_issue(
