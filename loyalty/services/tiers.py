@@ -10,12 +10,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from loyalty.models import MemberTier, Tier, TierChange
 from members.models import Member
+
+DEADLOCK_SQLSTATE = "40P01"
+DEADLOCK_ATTEMPTS = 3
 
 
 @transaction.atomic
@@ -55,8 +58,18 @@ def tiers_upgrade_if_qualified(
         return 0
     upgrades = 0
     for start in range(0, len(ids), batch_size):
-        with transaction.atomic():
-            upgrades += len(_upgrade_batch(ids[start : start + batch_size], tiers=tiers, now=now))
+        batch = ids[start : start + batch_size]
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                with transaction.atomic():
+                    upgrades += len(_upgrade_batch(batch, tiers=tiers, now=now))
+                break
+            except OperationalError as error:
+                # Two runs over the same members can still deadlock: a run that found a member
+                # without a tier row locks the row another run inserted meanwhile after rows of
+                # higher members. PostgreSQL rolls one batch back whole; judged again, it is exact.
+                if getattr(error.__cause__, "sqlstate", None) != DEADLOCK_SQLSTATE or attempt == DEADLOCK_ATTEMPTS:
+                    raise
     return upgrades
 
 
