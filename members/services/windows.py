@@ -200,13 +200,18 @@ def _move_starts(state: EventWindows, targets: dict) -> list[int]:
         first = _earlier(f"{MEMBER}.window_first_purchase_at", "d.window_first_purchase_at")
     sets.append(f"window_first_purchase_at = {first}")
     selected = ", ".join(f"{aggregate} AS {column}" for column, aggregate in aggregates.items())
+    # Only the kinds the figures count are read, and only members whose figures move are
+    # rewritten: a member with a check-in (or an interaction outside its window's range) at a
+    # boundary keeps its row, and is not recomputed by an incremental run for it.
+    moved = " OR ".join(f"d.{column} <> 0" for column in aggregates if column != "window_first_purchase_at")
     with connection.cursor() as cursor:
         cursor.execute(
             # No alias for the updated table: SQLite's UPDATE … FROM does not take one.
             f"""UPDATE {MEMBER} SET {", ".join(sets)}
                 FROM (SELECT e.member_id, {selected} FROM {EVENT} e
-                      WHERE {" OR ".join(ranges)} GROUP BY e.member_id) AS d
-                WHERE {MEMBER}.id = d.member_id
+                      WHERE ({" OR ".join(ranges)}) AND e.kind IN ('{PURCHASE}', '{REFUND}', '{INTERACTION}')
+                      GROUP BY e.member_id) AS d
+                WHERE {MEMBER}.id = d.member_id AND ({moved})
                 RETURNING {MEMBER}.id""",
             params,
         )
