@@ -500,6 +500,8 @@ class Delivery(models.Model):
             models.Index(fields=["member", "scheduled_for"], name="delivery_member_time_idx"),
             models.Index(fields=["campaign", "status"], name="delivery_campaign_status_idx"),
             models.Index(fields=["status", "claimed_at"], name="delivery_status_claimed_idx"),
+            # The health dashboard's open rate: messages sent on a day (a range scan, not the outbox).
+            models.Index(fields=["sent_at"], name="delivery_sent_idx", condition=Q(sent_at__isnull=False)),
         ]
 
     def __str__(self) -> str:
