@@ -88,6 +88,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
 else:
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend with a health check that skips `SELECT 1` while the socket is quiet.
+        DATABASES["default"]["ENGINE"] = "crm.core.postgresql"
+        # Django turns psycopg's prepared statements off (None). The ORM's cursors bind on the
+        # client and never prepare whatever this says; only a server-binding cursor asking for it
+        # does (the partner API's member read, members/api/selectors.py).
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
