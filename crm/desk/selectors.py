@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Exists, OuterRef, QuerySet, Sum
+from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from crm.desk import sla
@@ -103,32 +103,46 @@ class TicketReport:
 
 def desk_report(*, start: datetime, end: datetime) -> list[TicketReport]:
     """Per ticket opened in [start, end): time to each T, breaches, compensation cost, and the exit and
-    complaint rates of its affected members in the week after opening. One set-based query per ticket."""
+    complaint rates of its affected members in the week after opening. Five queries however many tickets."""
     from loyalty.models import Coupon, PointsEntry
 
     tickets = list(Ticket.objects.filter(opened_at__gte=start, opened_at__lt=end).order_by("opened_at"))
+    if not tickets:
+        return []
     breaches: dict[int, list] = {}
     for ticket_id, clock in TicketEvent.objects.filter(ticket__in=tickets, kind=EventKind.BREACHED).values_list(
         "ticket_id", "clock"
     ):
         breaches.setdefault(ticket_id, []).append(clock)
+    follow_up = {
+        row["ticket_id"]: row
+        for row in TicketMember.objects.filter(ticket__in=tickets)
+        .values("ticket_id")
+        .annotate(
+            exits=Count("member_id", filter=Q(_did_within_follow_up(MemberEventKind.GROUP_EXIT))),
+            complaints=Count("member_id", filter=Q(_did_within_follow_up(MemberEventKind.COMPLAINT))),
+        )
+    }
+    points = dict(
+        PointsEntry.objects.filter(source_ref__in=[ticket.source_ref for ticket in tickets])
+        .values("source_ref")
+        .annotate(total=Sum("amount"))
+        .values_list("source_ref", "total")
+    )
+    coupons = {
+        (batch_id, issue_key): count
+        for batch_id, issue_key, count in Coupon.objects.filter(
+            batch_id__in={ticket.compensation_batch_id for ticket in tickets if ticket.compensation_batch_id},
+            issue_key__in=[ticket.source_ref for ticket in tickets],
+        )
+        .values("batch_id", "issue_key")
+        .annotate(count=Count("pk"))
+        .values_list("batch_id", "issue_key", "count")
+    }
     reports = []
     for ticket in tickets:
-        week_end = ticket.opened_at + timedelta(days=FOLLOW_UP_DAYS)
-        affected = TicketMember.objects.filter(ticket=ticket).values("member_id")
-        followed = MemberEvent.objects.filter(
-            member_id__in=affected, occurred_at__gte=ticket.opened_at, occurred_at__lt=week_end
-        )
-        exits = followed.filter(kind=MemberEventKind.GROUP_EXIT).values("member_id").distinct().count()
-        complaints = followed.filter(kind=MemberEventKind.COMPLAINT).values("member_id").distinct().count()
-        points = PointsEntry.objects.filter(source_ref=ticket.source_ref).aggregate(s=Sum("amount"))["s"] or 0
-        coupons = (
-            Coupon.objects.filter(batch_id=ticket.compensation_batch_id, issue_key=ticket.source_ref).count()
-            if ticket.compensation_batch_id
-            else 0
-        )
-        minutes_to = {name: _minutes(ticket.opened_at, getattr(ticket, f"{name}_done_at")) for name in sla.CLOCKS}
         count = ticket.affected_count
+        followed = follow_up.get(ticket.pk, {"exits": 0, "complaints": 0})
         reports.append(
             TicketReport(
                 ticket_id=ticket.pk,
@@ -136,15 +150,30 @@ def desk_report(*, start: datetime, end: datetime) -> list[TicketReport]:
                 severity=ticket.severity,
                 opened_at=ticket.opened_at,
                 affected=count,
-                minutes_to=minutes_to,
+                minutes_to={
+                    name: _minutes(ticket.opened_at, getattr(ticket, f"{name}_done_at")) for name in sla.CLOCKS
+                },
                 breached=sorted(breaches.get(ticket.pk, [])),
-                points=points,
-                coupons=coupons,
-                exit_rate=exits / count if count else None,
-                complaint_rate=complaints / count if count else None,
+                points=points.get(ticket.source_ref) or 0,
+                coupons=coupons.get((ticket.compensation_batch_id, ticket.source_ref), 0),
+                exit_rate=followed["exits"] / count if count else None,
+                complaint_rate=followed["complaints"] / count if count else None,
             )
         )
     return reports
+
+
+def _did_within_follow_up(kind: str) -> Exists:
+    """The affected member (a TicketMember row) had an event of `kind` in the week after the ticket opened."""
+    opened = OuterRef("ticket__opened_at")
+    return Exists(
+        MemberEvent.objects.filter(
+            member_id=OuterRef("member_id"),
+            kind=kind,
+            occurred_at__gte=opened,
+            occurred_at__lt=ExpressionWrapper(opened + timedelta(days=FOLLOW_UP_DAYS), output_field=DateTimeField()),
+        )
+    )
 
 
 def _minutes(start: datetime, end: datetime | None) -> float | None:

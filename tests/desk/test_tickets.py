@@ -212,3 +212,33 @@ def test_auditors_read_but_cannot_work_tickets(open_ticket, auditor, now):
             title="t", description="", severity="high", source="staff", opened_by=auditor, member_numbers="M1"
         )
     assert auditor.has_perm("desk.view_ticket") and not auditor.has_perm("desk.change_ticket")
+
+
+def test_the_report_follows_each_tickets_members_for_its_own_week_in_a_fixed_number_of_queries(
+    members, operator, now, django_assert_max_num_queries
+):
+    from crm.desk.selectors import desk_report
+
+    def opened(title, audience, at):
+        return services.ticket_open(
+            title=title, description="", severity="low", source="staff", opened_by=operator,
+            member_numbers=[m.external_id for m in audience], now=at,
+        )  # fmt: skip
+
+    early = opened("Early", members[:2], now - timedelta(days=20))
+    late = opened("Late", members, now - timedelta(days=3))
+    # members[0] complains in the early ticket's week (not the late one's); members[1] leaves a group in
+    # the late ticket's week (it left after the early one's week ended); members[2] complains too late.
+    for member, kind, at in [
+        (members[0], MemberEventKind.COMPLAINT, early.opened_at + timedelta(days=2)),
+        (members[1], MemberEventKind.GROUP_EXIT, late.opened_at + timedelta(hours=5)),
+        (members[2], MemberEventKind.COMPLAINT, late.opened_at + timedelta(days=8)),
+    ]:
+        MemberEventFactory(member=member, kind=kind, occurred_at=at, amount=None, payload={"group": "g"})
+
+    with django_assert_max_num_queries(6):
+        rows = {row.title: row for row in desk_report(start=now - timedelta(days=30), end=now)}
+
+    assert (rows["Early"].complaint_rate, rows["Early"].exit_rate) == (0.5, 0.0)
+    assert (rows["Late"].complaint_rate, rows["Late"].exit_rate) == (0.0, 0.25)
+    assert rows["Early"].points == rows["Late"].points == 0
