@@ -182,6 +182,34 @@ def test_the_hand_written_read_query_gives_what_the_orm_gives(api):
     assert body == json.loads(json.dumps(expected, cls=DjangoJSONEncoder))
 
 
+def test_the_fast_read_body_is_what_the_output_serializer_gives_for_a_full_member(api):
+    from loyalty.models import Badge, MemberBadge
+    from loyalty.selectors import member_badges_current
+    from loyalty.services import tier_assign
+
+    tier_model = Member._meta.get_field("tier_status").related_model._meta.get_field("tier").related_model
+    now = timezone.now()
+    member = MemberFactory(
+        external_id="M1", phone="+8613800000001", birthday="1990-05-04", email="a@example.com", sms_opt_out=True
+    )
+    EarnFactory(member=member, amount=70)
+    tier_assign(member=member, tier=tier_model.objects.order_by("-rank").first(), reason="VIP")
+    Member._meta.get_field("score").related_model.objects.create(
+        member=member, value_layer="potential", lifecycle_stage="at_risk"
+    )
+    for code, expires_at in (("a", None), ("b", now + timedelta(days=2))):
+        badge = Badge.objects.create(code=f"fast-{code}", name=f"徽章{code}", kind="title")
+        MemberBadge.objects.create(member=member, badge=badge, awarded_at=now, expires_at=expires_at)
+    orm = Member.objects.select_related("points_account", "score", "tier_status__tier").get(pk=member.pk)
+    badges = member_badges_current().filter(member=member).select_related("badge").order_by("awarded_at", "id")
+
+    body = api.get("/api/v1/members/M1/").json()
+
+    expected = MemberDetailApi.OutputSerializer(orm, context={"show_points": True, "badges": list(badges)}).data
+    assert body == json.loads(json.dumps(expected, cls=DjangoJSONEncoder))
+    assert body["phone"] == "+8613800000001" and len(body["badges"]) == 2 and body["tier"]["since"]
+
+
 def test_a_key_without_points_read_does_not_see_points(make_client):
     member = MemberFactory(external_id="M1")
     EarnFactory(member=member, amount=300)
@@ -193,6 +221,7 @@ def test_a_key_without_points_read_does_not_see_points(make_client):
 
 def test_read_one_unknown_member_is_404(api):
     assert_error(api.get("/api/v1/members/nobody/"), 404, "not_found")
+    assert_error(api.get("/api/v1/members/M%00/"), 404, "not_found")
 
 
 def test_read_one_member_costs_a_bounded_number_of_queries(api, django_assert_max_num_queries):
