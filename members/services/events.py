@@ -8,7 +8,10 @@ members/services/windows.py).
 
 On PostgreSQL a large batch reaches the server by COPY into a temporary staging table: a
 multi-row VALUES statement with nine parameters per event spends most of its time having its
-parameters bound and parsed (docs/PERFORMANCE.md, "Event ingest").
+parameters bound and parsed (docs/PERFORMANCE.md, "Event ingest"). The rows it records are also
+copied to a second temporary table, from which the rollups are computed: the event table is not
+read again (PostgreSQL, lacking statistics on a table that grows by the batch, read all of it to
+find 50,000 ids).
 """
 
 import json
@@ -39,6 +42,9 @@ INGEST_BATCH_SIZE = 50_000
 COPY_MIN_ROWS = ROWS_PER_INSERT = 2_000
 _COLUMNS = "member_id, kind, sub_kind, amount, occurred_at, source, external_id, payload"
 _STAGING_TABLE = "memberevent_ingest_staging"
+# The rows of the batch that were recorded (replays left out), with what the rollups read.
+_NEW_TABLE = "memberevent_ingest_new"
+_NEW_COLUMNS = "id, member_id, kind, sub_kind, amount, occurred_at, source, external_id"
 # One encoder for every payload: json.dumps(..., ensure_ascii=False) builds a new one per call.
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
@@ -86,9 +92,10 @@ def _ingest_batch(batch: Sequence[EventInput], result: IngestResult) -> None:
     # partners replaying overlapping batches wait for each other instead of deadlocking.
     batch = sorted(batch, key=lambda event: (event.source, event.external_id))
     with transaction.atomic():
-        rows = _insert_events(batch)
-        if rows:
-            _apply_rollups_of_new_events([row[0] for row in rows])
+        if connection.vendor == "postgresql" and len(batch) >= COPY_MIN_ROWS:
+            rows = _ingest_copy(batch)
+        else:
+            rows = _ingest_values(batch)
     if rows:
         event_ids = [row[0] for row in rows]
         transaction.on_commit(lambda: events_recorded.send_robust(sender=MemberEvent, event_ids=event_ids))
@@ -97,23 +104,34 @@ def _ingest_batch(batch: Sequence[EventInput], result: IngestResult) -> None:
     result.created_keys.update((source, external_id) for _, source, external_id in rows)
 
 
-def _insert_events(batch: Sequence[EventInput]) -> list[tuple[int, str, str]]:
-    if connection.vendor == "postgresql" and len(batch) >= COPY_MIN_ROWS:
-        return _insert_events_copy(batch)
+def _ingest_values(batch: Sequence[EventInput]) -> list[tuple[int, str, str]]:
     rows = []
     for start in range(0, len(batch), ROWS_PER_INSERT):
         rows += _insert_events_values(batch[start : start + ROWS_PER_INSERT])
+    if rows:
+        event_ids = [row[0] for row in rows]
+        if connection.vendor == "postgresql":
+            # An array literal built here: psycopg's list adapter checks every element with a regex.
+            where, params = "e.id = ANY(%s::bigint[])", ["{" + ",".join(map(str, event_ids)) + "}"]
+        else:
+            # One JSON parameter instead of one per id: a batch may exceed SQLite's parameter limit.
+            where, params = "e.id IN (SELECT value FROM json_each(%s))", [json.dumps(event_ids)]
+        _apply_rollups(MemberEvent._meta.db_table, where, params)
     return rows
 
 
-def _insert_events_copy(batch: Sequence[EventInput]) -> list[tuple[int, str, str]]:
+def _ingest_copy(batch: Sequence[EventInput]) -> list[tuple[int, str, str]]:
     table = MemberEvent._meta.db_table
     with connection.cursor() as cursor:
-        # One staging table per session, created on first use. It is emptied at the end of the
-        # batch rather than ON COMMIT, because batches may share a caller's transaction.
+        # Two temporary tables per session, created on first use. They are emptied at the end of
+        # the batch rather than ON COMMIT, because batches may share a caller's transaction.
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING_TABLE} (member_id bigint, kind text, sub_kind text, "
             "amount numeric, occurred_at timestamptz, source text, external_id text, payload jsonb)"
+        )
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_NEW_TABLE} (id bigint, member_id bigint, kind text, "
+            "sub_kind text, amount numeric, occurred_at timestamptz, source text, external_id text)"
         )
         with cursor.copy(f"COPY {_STAGING_TABLE} ({_COLUMNS}) FROM STDIN") as copy:
             for event in batch:
@@ -133,12 +151,17 @@ def _insert_events_copy(batch: Sequence[EventInput]) -> list[tuple[int, str, str
         # no index and is read front to back, never in parallel or from a synchronized scan's
         # midpoint. (An ORDER BY would cost a tenth of the insert.)
         cursor.execute(
-            f"INSERT INTO {table} ({_COLUMNS}, recorded_at) SELECT {_COLUMNS}, %s FROM {_STAGING_TABLE} "
-            "ON CONFLICT (source, external_id) DO NOTHING RETURNING id, source, external_id",
+            f"WITH recorded AS (INSERT INTO {table} ({_COLUMNS}, recorded_at) "
+            f"SELECT {_COLUMNS}, %s FROM {_STAGING_TABLE} "
+            f"ON CONFLICT (source, external_id) DO NOTHING RETURNING {_NEW_COLUMNS}) "
+            f"INSERT INTO {_NEW_TABLE} ({_NEW_COLUMNS}) SELECT {_NEW_COLUMNS} FROM recorded "
+            "RETURNING id, source, external_id",
             [_now()],
         )
         rows = cursor.fetchall()
-        cursor.execute(f"TRUNCATE {_STAGING_TABLE}")
+        if rows:
+            _apply_rollups(_NEW_TABLE, "TRUE", [])
+        cursor.execute(f"TRUNCATE {_STAGING_TABLE}, {_NEW_TABLE}")
     return rows
 
 
@@ -181,8 +204,9 @@ def _kinds_sql(kinds: Iterable[str]) -> str:
     return ", ".join(f"'{kind}'" for kind in sorted(kinds))
 
 
-def _rollup_aggregate_sql(where: str) -> str:
-    """SELECT member_id, its rollups and its windowed figures over the events `e` matching `where`.
+def _rollup_aggregate_sql(where: str, events: str = MemberEvent._meta.db_table) -> str:
+    """SELECT member_id, its rollups and its windowed figures over the events `e` (of the table
+    `events`) matching `where`.
 
     An event counts in a window when it occurred at or after the window's start in the one
     EventWindows row (members/services/windows.py); before any start is recorded, in none.
@@ -201,7 +225,7 @@ def _rollup_aggregate_sql(where: str) -> str:
                SUM(CASE WHEN e.kind = '{purchase}' THEN COALESCE(e.amount, 0)
                         WHEN e.kind = '{refund}' THEN -COALESCE(e.amount, 0) ELSE 0 END) AS spent,
                {windowed}
-        FROM {MemberEvent._meta.db_table} e LEFT JOIN {EventWindows._meta.db_table} w ON w.id = 1
+        FROM {events} e LEFT JOIN {EventWindows._meta.db_table} w ON w.id = 1
         WHERE {where}
         GROUP BY e.member_id
     """
@@ -215,20 +239,15 @@ def _later(column: str, candidate: str) -> str:
     )
 
 
-def _apply_rollups_of_new_events(event_ids: list[int]) -> None:
+def _apply_rollups(events: str, where: str, params: list) -> None:
+    """Add the new events `e` of the table `events` matching `where` to their members' rollups."""
     member = Member._meta.db_table
-    if connection.vendor == "postgresql":
-        # An array literal built here: psycopg's list adapter checks every element with a regex.
-        where, params = "e.id = ANY(%s::bigint[])", ["{" + ",".join(map(str, event_ids)) + "}"]
-    else:
-        # One JSON parameter instead of one per id: a batch may exceed SQLite's parameter limit.
-        where, params = "e.id IN (SELECT value FROM json_each(%s))", [json.dumps(event_ids)]
     # The windows' starts stay put until this transaction commits (windows.py moves them).
     lock_windows_shared()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT 1 FROM {member} WHERE id IN (SELECT e.member_id FROM {MemberEvent._meta.db_table} e "
+                f"SELECT 1 FROM {member} WHERE id IN (SELECT e.member_id FROM {events} e "
                 f"WHERE {where}) ORDER BY id FOR NO KEY UPDATE",
                 params,
             )
@@ -241,7 +260,7 @@ def _apply_rollups_of_new_events(event_ids: list[int]) -> None:
             orders_count = {member}.orders_count + d.orders,
             total_spent = {member}.total_spent + d.spent,
             {window_set_clause(member)}
-        FROM ({_rollup_aggregate_sql(where)}) AS d
+        FROM ({_rollup_aggregate_sql(where, events)}) AS d
         WHERE {member}.id = d.member_id
     """
     with connection.cursor() as cursor:
