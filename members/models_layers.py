@@ -305,7 +305,9 @@ class MemberScoreDraft(models.Model):
 
     A run fills its drafts range by range (committing as it goes, so its progress shows), then
     publishes them all at once: a run that fails or is superseded halfway leaves the published
-    scores as they were, and two runs never write into each other's drafts.
+    scores as they were, and two runs never write into each other's drafts. A draft holds the
+    raw figures and the stage; publishing computes the scores, layer and churn figures from them
+    as it writes the score rows (members/services/layers.py).
     """
 
     run_id = models.BigIntegerField(_("run"))
@@ -316,18 +318,7 @@ class MemberScoreDraft(models.Model):
     recent_frequency = models.IntegerField(default=0)
     first_purchase_days = models.IntegerField(null=True)
     inactive_days = models.IntegerField(null=True)
-    r_score = models.SmallIntegerField(default=1)
-    f_score = models.SmallIntegerField(default=1)
-    m_score = models.SmallIntegerField(default=1)
-    rfm_score = models.SmallIntegerField(default=3)
-    value_layer = models.CharField(max_length=16, default=ValueLayer.EDGE)
     lifecycle_stage = models.CharField(max_length=16, blank=True)
-    p_alive = models.FloatField(null=True)
-    expected_purchases_30d = models.FloatField(null=True)
-    expected_purchases_90d = models.FloatField(null=True)
-    purchase_drop_pct = models.IntegerField(null=True)
-    churn_risk = models.SmallIntegerField(default=0)
-    churn_reasons = models.JSONField(default=dict)
     live_watches = models.IntegerField(default=0)
     top_interaction = models.CharField(max_length=32, blank=True)
     points_expiring = models.BooleanField(default=False)

@@ -3,19 +3,19 @@
 A run works in three phases over member-id ranges (or, for the incremental run, over the
 members with new events), every step one SQL statement over the range:
 
-1. raw figures into drafts (`MemberScoreDraft`): recency, frequency and monetary over the RFM
-   window, recent orders, customer age, days without activity, live-stream watches, top
-   interaction, points expiring;
-2. R, F and M scores from cut points. The full run derives the cut points from the whole
-   population (rank-based quantiles among members who bought in the window, ties sharing a
-   score) and keeps them on its run row; the incremental run reuses the last full run's, so
-   both score alike;
-3. value layer (composite rank cut points), lifecycle stage, P(alive) and expected purchases
-   (BG/NBD, members/churn_model.py), churn risk with its reasons.
-
-Then one transaction publishes the drafts: stage changes appended to StageTransition,
-MemberScore upserted, automatic tags synced, today's layer/stage counts snapshotted. A run that
-fails or is superseded before that leaves the published results as they were.
+1. raw figures into drafts (`MemberScoreDraft`, written once): recency, frequency and monetary
+   over the RFM window, recent orders, customer age, days without activity, live-stream
+   watches, top interaction, points expiring, and the lifecycle stage;
+2. cut points: the full run derives the R, F and M cut points from the whole population
+   (rank-based quantiles among members who bought in the window, ties sharing a score), the
+   value-layer cut points from the composite, and fits the churn model (BG/NBD,
+   members/churn_model.py); it keeps them on its run row; the incremental run reuses the last
+   full run's, so both score alike;
+3. publishing, in one transaction: stage changes appended to StageTransition, and per range
+   one UPDATE writing the classified drafts into MemberScore (R, F, M scores, value layer,
+   P(alive) and expected purchases, churn risk with its reasons, computed in the statement),
+   automatic tags synced, today's layer/stage counts snapshotted. A run that fails or is
+   superseded before that leaves the published results as they were.
 
 Portable between PostgreSQL and SQLite (>= 3.33: window functions, UPSERT, UPDATE … FROM).
 Statements use named parameters; datetimes are passed through `connection.ops` adapters.
@@ -294,15 +294,13 @@ def _draft_raw(ctx: Context, scope: Scope) -> int:
     top_kind = " ".join(f"WHEN {count} = {top} THEN '{kind}'" for kind, count in counts.items())
     sql = f"""
         INSERT INTO {DRAFT} (run_id, member_id, recency_days, frequency, monetary, recent_frequency,
-            first_purchase_days, inactive_days, r_score, f_score, m_score, rfm_score, value_layer,
-            lifecycle_stage, churn_risk, churn_reasons, live_watches, top_interaction, points_expiring)
+            first_purchase_days, inactive_days, lifecycle_stage, live_watches, top_interaction, points_expiring)
         SELECT %(run)s, m.id,
             CASE WHEN m.last_purchase_at IS NULL THEN NULL ELSE {_days_since("m.last_purchase_at")} END,
             {orders}, {net("window_spent")}, {net("trend_orders")},
             CASE WHEN {orders} > 0 AND m.window_first_purchase_at IS NOT NULL
                  THEN {_days_since("m.window_first_purchase_at")} END,
-            {_days_since("COALESCE(m.last_active_at, m.joined_at)")},
-            1, 1, 1, 3, '{ValueLayer.EDGE}', {stage}, 0, '{{}}', {net("live_watches")},
+            {_days_since("COALESCE(m.last_active_at, m.joined_at)")}, {stage}, {net("live_watches")},
             CASE WHEN {top} >= %(pref_min)s THEN CASE {top_kind} END ELSE '' END, FALSE
         FROM {MEMBER} m
         LEFT JOIN (
@@ -578,11 +576,13 @@ def _predictions(ctx: Context, scope: Scope, params) -> tuple[str, dict] | None:
     return source, {"rows": json.dumps(list(zip(member_ids, p_alive, e30, e90, strict=True)))}
 
 
-def _draft_classify(
+def _classified(
     ctx: Context, scope: Scope, rfm_cuts: dict, layer_cuts: dict, predictions: tuple[str, dict] | None
-) -> None:
-    """R, F, M and RFM scores, value layer, P(alive) and expected purchases, purchase trend,
-    churn risk 0-100 and its reasons (the stage was drafted with the raw figures).
+) -> tuple[str, dict]:
+    """SELECT of the scope's drafts as published score rows: the raw figures and the stage as
+    drafted, with R, F, M and RFM scores, value layer, P(alive) and expected purchases, churn
+    risk 0-100 and its reasons. Publishing writes it into MemberScore: the drafts are written
+    once (raw) and never rewritten.
 
     Churn risk:
 
@@ -592,7 +592,7 @@ def _draft_classify(
     who buys less but engages daily is not drifting.
     """
     s = ctx.settings
-    draft_scope, scope_params = scope.drafts_sql(f"{DRAFT}.member_id")
+    draft_scope, scope_params = scope.drafts_sql("d.member_id")
     cases, case_params = _score_cases(rfm_cuts)
     composite = f"(({cases['r']}) + ({cases['f']}) + ({cases['m']}))"
     layer, params = _layer_sql(layer_cuts, composite)
@@ -614,45 +614,36 @@ def _draft_classify(
                         THEN CAST({drop} AS INTEGER) END)"""
     inactivity = """CASE WHEN inactive_days < %(ar)s THEN 0 WHEN inactive_days >= %(silent)s THEN 80
                      ELSE 40 + 40 * (inactive_days - %(ar)s) / %(span)s END"""
-
-    def assignments(p_alive: str, e30: str, e90: str) -> str:
-        low_alive = f"{p_alive} IS NOT NULL AND {p_alive} * 100 < %(low_alive)s"
-        buying = f"""(CASE WHEN {drop_pct} IS NULL THEN 0 ELSE 20 * {drop_pct} / 100 END
-                      + CASE WHEN {low_alive} THEN CAST(30 * (1 - {p_alive}) AS INTEGER) ELSE 0 END)"""
-        buying = f"CASE WHEN inactive_days < %(ar)s THEN {buying} / 2 ELSE {buying} END"
-        risk = f"({inactivity} + {buying} + CASE WHEN points_expiring THEN 10 ELSE 0 END)"
-        entries = [
-            ("inactive_days", "CASE WHEN inactive_days >= %(ar)s THEN inactive_days END"),
-            ("purchase_drop_pct", drop_pct),
-            ("p_alive_pct", f"CASE WHEN {low_alive} THEN CAST(ROUND({p_alive} * 100) AS INTEGER) END"),
-            ("points_expiring", "CASE WHEN points_expiring THEN 1 END"),
-        ]
-        pairs = ", ".join(f"'{key}', {value}" for key, value in entries)
-        # Keys whose value is NULL are dropped: PostgreSQL strips nulls, SQLite's json_patch removes them.
-        reasons = (
-            f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if _pg() else f"json_patch('{{}}', json_object({pairs}))"
-        )
-        # Inside one UPDATE every SET reads the row's old values, so the scores and the purchase
-        # trend are spelled out where the layer, the risk and the reasons use them.
-        return f"""r_score = {cases["r"]}, f_score = {cases["f"]}, m_score = {cases["m"]},
-                rfm_score = {composite}, value_layer = {layer},
-                p_alive = {p_alive}, expected_purchases_30d = {e30}, expected_purchases_90d = {e90},
-                purchase_drop_pct = {drop_pct}, churn_risk = {_least(risk, "100")}, churn_reasons = {reasons}"""
-
-    where = f"{DRAFT}.run_id = %(run)s AND {draft_scope}"
+    # The buyers the churn model predicted for carry their predictions (p, e30, e90); the
+    # others have none.
     if predictions is None:
-        _execute(f"UPDATE {DRAFT} SET {assignments('NULL', 'NULL', 'NULL')} WHERE {where}", params)
-        return
-    # Two statements over disjoint rows, each row rewritten once: the buyers the churn model
-    # predicted for, joined to their predictions; then everyone else.
-    params.update(predictions[1])
-    predicted = f"{DRAFT}.frequency > 0 AND {DRAFT}.first_purchase_days IS NOT NULL"
-    _execute(
-        f"""UPDATE {DRAFT} SET {assignments("v.p", "v.e30", "v.e90")}
-            FROM ({predictions[0]}) v WHERE {where} AND v.id = {DRAFT}.member_id""",
-        params,
+        source = f"SELECT d.*, {', '.join(f'CAST(NULL AS FLOAT) AS {c}' for c in ('p', 'e30', 'e90'))} FROM {DRAFT} d"
+    else:
+        params.update(predictions[1])
+        source = f"SELECT d.*, v.p, v.e30, v.e90 FROM {DRAFT} d LEFT JOIN ({predictions[0]}) v ON v.id = d.member_id"
+    low_alive = "p IS NOT NULL AND p * 100 < %(low_alive)s"
+    buying = f"""(CASE WHEN {drop_pct} IS NULL THEN 0 ELSE 20 * {drop_pct} / 100 END
+                  + CASE WHEN {low_alive} THEN CAST(30 * (1 - p) AS INTEGER) ELSE 0 END)"""
+    buying = f"CASE WHEN inactive_days < %(ar)s THEN {buying} / 2 ELSE {buying} END"
+    risk = f"({inactivity} + {buying} + CASE WHEN points_expiring THEN 10 ELSE 0 END)"
+    entries = [
+        ("inactive_days", "CASE WHEN inactive_days >= %(ar)s THEN inactive_days END"),
+        ("purchase_drop_pct", drop_pct),
+        ("p_alive_pct", f"CASE WHEN {low_alive} THEN CAST(ROUND(p * 100) AS INTEGER) END"),
+        ("points_expiring", "CASE WHEN points_expiring THEN 1 END"),
+    ]
+    pairs = ", ".join(f"'{key}', {value}" for key, value in entries)
+    # Keys whose value is NULL are dropped: PostgreSQL strips nulls, SQLite's json_patch removes them.
+    reasons = (
+        f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if _pg() else f"json_patch('{{}}', json_object({pairs}))"
     )
-    _execute(f"UPDATE {DRAFT} SET {assignments('NULL', 'NULL', 'NULL')} WHERE {where} AND NOT ({predicted})", params)
+    sql = f"""SELECT member_id, recency_days, frequency, monetary, recent_frequency, first_purchase_days,
+            inactive_days, {cases["r"]} AS r_score, {cases["f"]} AS f_score, {cases["m"]} AS m_score,
+            {composite} AS rfm_score, {layer} AS value_layer, lifecycle_stage,
+            p AS p_alive, e30 AS expected_purchases_30d, e90 AS expected_purchases_90d,
+            {_least(risk, "100")} AS churn_risk, {reasons} AS churn_reasons
+        FROM ({source} WHERE d.run_id = %(run)s AND {draft_scope}) drafted"""
+    return sql, params
 
 
 # Publishing ---------------------------------------------------------------------------------
@@ -691,8 +682,12 @@ def _analyze_drafts() -> None:
         _execute(f"ANALYZE {DRAFT} (run_id, member_id)", {})
 
 
-def _publish(ctx: Context) -> int:
-    """Make the run's drafts the published results, in one transaction."""
+def _publish(ctx: Context, scopes: list[Scope], rfm_cuts: dict, layer_cuts: dict, model) -> int:
+    """Classify the run's drafts and make them the published results, in one transaction.
+
+    Per scope, the churn model predicts for the buyers (client side, vectorized) and one UPDATE
+    writes the classified drafts (`_classified`) into the score rows.
+    """
     score = MemberScore._meta.db_table
     transition = StageTransition._meta.db_table
     params = ctx.params()
@@ -709,7 +704,7 @@ def _publish(ctx: Context) -> int:
         status = LayerJobRun.objects.select_for_update().filter(pk=ctx.run.pk).values_list("status", flat=True).first()
         if status != LayerJobRun.Status.RUNNING:
             raise RunSuperseded(f"run {ctx.run.pk} is {status}")
-        deltas = _snapshot_deltas(ctx)
+        counted_out = _drafted_counts(ctx)
         # A first stage is not a change; a stage unchanged since the last run is not one either.
         _execute(
             f"""INSERT INTO {transition} (member_id, from_stage, to_stage, at)
@@ -718,28 +713,36 @@ def _publish(ctx: Context) -> int:
                 WHERE d.run_id = %(run)s AND p.lifecycle_stage <> '' AND p.lifecycle_stage <> d.lifecycle_stage""",
             params,
         )
-        # Rows that exist are updated in place (HOT: no index on a column that moves daily, and
-        # room left on each page, migration 0010); members scored for the first time are inserted.
-        updates = ", ".join(f"{c} = d.{c}" for c in _SCORE_COLUMNS)
-        written = _execute(
-            f"""UPDATE {score} SET {updates},
-                    stage_since = CASE WHEN {score}.lifecycle_stage = d.lifecycle_stage
-                                       THEN {score}.stage_since ELSE %(now)s END,
-                    computed_at = %(now)s
-                FROM {DRAFT} d
-                WHERE d.run_id = %(run)s AND {score}.member_id = d.member_id""",
-            params,
-        )
-        columns = ", ".join(_SCORE_COLUMNS)
-        selected = ", ".join(f"d.{c}" for c in _SCORE_COLUMNS)
-        written += _execute(
-            f"""INSERT INTO {score} (member_id, {columns}, stage_since, computed_at)
-                SELECT d.member_id, {selected}, %(now)s, %(now)s
+        # Members scored for the first time get a row, classified with the others just below.
+        _execute(
+            f"""INSERT INTO {score} (member_id, frequency, monetary, recent_frequency, r_score, f_score, m_score,
+                    rfm_score, value_layer, lifecycle_stage, churn_risk, churn_reasons, stage_since, computed_at)
+                SELECT d.member_id, 0, 0, 0, 1, 1, 1, 3, '{ValueLayer.EDGE}', d.lifecycle_stage, 0, '{{}}',
+                       %(now)s, %(now)s
                 FROM {DRAFT} d JOIN {MEMBER} m ON m.id = d.member_id
                 WHERE d.run_id = %(run)s
                   AND NOT EXISTS (SELECT 1 FROM {score} s WHERE s.member_id = d.member_id)""",
             params,
         )
+        # Rows are updated in place (HOT unless a layer, stage, RFM score or risk moved: no index
+        # on a column that moves daily, and room left on each page, migration 0010).
+        updates = ", ".join(f"{c} = c.{c}" for c in _SCORE_COLUMNS)
+        written = 0
+        for scope in scopes:
+            classified, classified_params = _classified(
+                ctx, scope, rfm_cuts, layer_cuts, _predictions(ctx, scope, model)
+            )
+            score_scope, _same = scope.drafts_sql(f"{score}.member_id")
+            written += _execute(
+                f"""UPDATE {score} SET {updates},
+                        stage_since = CASE WHEN {score}.lifecycle_stage = c.lifecycle_stage
+                                           THEN {score}.stage_since ELSE %(now)s END,
+                        computed_at = %(now)s
+                    FROM ({classified}) c
+                    WHERE {score}.member_id = c.member_id AND {score_scope}""",
+                classified_params,
+            )
+        deltas = None if counted_out is None else _drafted_counts(ctx, minus=counted_out)
         _sync_automatic_tags(ctx)
         _snapshot_counts(ctx.now, deltas=deltas)
         truncated = _drafts_clear(ctx.run.pk)
@@ -828,9 +831,10 @@ def _tag_condition(rule: str, argument_param: str) -> str:
 def _sync_automatic_tags(ctx: Context) -> None:
     """Set-based: tag the draft members who match each rule, untag those who no longer do.
 
-    Two statements for all the automatic tags together: an INSERT of every (member, tag) that
-    matches, and a DELETE of every existing automatic link whose rule no longer matches,
-    checked per link against the member's draft through the (run_id, member_id) index.
+    Two statements for all the automatic tags together, each a join the planner can hash: an
+    INSERT of the matching (member, tag) pairs not linked yet (an anti-join with the links, so
+    the links that stay cost no insertion attempt), and a DELETE of the drafted members'
+    automatic links whose rule no longer matches.
     """
     s = ctx.settings
     member_tag = MemberTag._meta.db_table
@@ -861,17 +865,16 @@ def _sync_automatic_tags(ctx: Context) -> None:
             SELECT d.member_id, t.id, %(now)s
             FROM d CROSS JOIN {Tag._meta.db_table} t
             WHERE t.id IN ({tag_ids}) AND ({inserted_match})
+              AND NOT EXISTS (SELECT 1 FROM {member_tag} x WHERE x.member_id = d.member_id AND x.tag_id = t.id)
             ON CONFLICT (member_id, tag_id) DO NOTHING""",
         params,
     )
     _execute(
-        f"""DELETE FROM {member_tag}
-            WHERE tag_id IN ({tag_ids})
-              AND member_id IN (SELECT member_id FROM {DRAFT} WHERE run_id = %(run)s)
-              AND NOT EXISTS (
-                  SELECT 1 FROM {DRAFT} d JOIN {MEMBER} m ON m.id = d.member_id
-                  WHERE d.run_id = %(run)s AND d.member_id = {member_tag}.member_id
-                    AND ({any_match.format(tag=f"{member_tag}.tag_id")}))""",
+        f"""DELETE FROM {member_tag} WHERE tag_id IN ({tag_ids}) AND id IN (
+                SELECT x.id FROM {member_tag} x
+                JOIN {DRAFT} d ON d.member_id = x.member_id JOIN {MEMBER} m ON m.id = d.member_id
+                WHERE d.run_id = %(run)s AND x.tag_id IN ({tag_ids})
+                  AND NOT COALESCE(({any_match.format(tag="x.tag_id")}), FALSE))""",
         params,
     )
 
@@ -882,32 +885,40 @@ _SNAPSHOT_COLUMNS = (
 )
 
 
-def _snapshot_deltas(ctx: Context) -> dict[tuple[str, str], int] | None:
-    """How publishing an incremental run changes today's counts, when today has a snapshot.
+def _drafted_counts(ctx: Context, *, minus: dict[tuple[str, str], int] | None = None) -> dict | None:
+    """Published layer and stage counts of the run's drafted members, for an incremental run
+    when today has a snapshot; with `minus` (those counts before publishing), the change.
 
-    Computed before publishing: the drafts' layers and stages (of members still there) count in,
-    the published ones they replace count out. A few thousand rows instead of counting a million
-    score rows again every hour. None: count everything (full runs, first run of the day).
-    Members deleted since the day's count leave it at the next full run.
+    Publishing an incremental run updates today's counts by the change among its own members: a
+    few thousand rows instead of counting a million score rows again every hour. None: count
+    everything (full runs, first run of the day). Members deleted since the day's count leave
+    it at the next full run.
     """
     day = timezone.localdate(ctx.now)
     if ctx.run.kind != LayerJobRun.Kind.INCREMENTAL or not LayerSnapshot.objects.filter(day=day).exists():
         return None
-    score = MemberScore._meta.db_table
-    deltas: dict[tuple[str, str], int] = {}
-    for dimension, column in _SNAPSHOT_COLUMNS:
-        rows = _fetchall(
-            f"""SELECT value, SUM(n) FROM (
-                    SELECT d.{column} AS value, 1 AS n FROM {DRAFT} d JOIN {MEMBER} m ON m.id = d.member_id
-                    WHERE d.run_id = %(run)s
-                    UNION ALL
-                    SELECT p.{column}, -1 FROM {score} p JOIN {DRAFT} d ON d.member_id = p.member_id
-                    WHERE d.run_id = %(run)s
-                ) changes WHERE value <> '' GROUP BY value""",
-            {"run": ctx.run.pk},
-        )
-        deltas.update({(dimension.value, value): int(change) for value, change in rows if change})
-    return deltas
+    columns = [column for _dimension, column in _SNAPSHOT_COLUMNS]
+    rows = _fetchall(
+        f"""SELECT {", ".join(f"p.{column}" for column in columns)}, COUNT(*)
+            FROM {MemberScore._meta.db_table} p JOIN {DRAFT} d ON d.member_id = p.member_id
+            WHERE d.run_id = %(run)s GROUP BY {", ".join(f"p.{column}" for column in columns)}""",
+        {"run": ctx.run.pk},
+    )
+    counts = _counts_by_dimension(rows)
+    if minus is None:
+        return counts
+    changes = {key: counts.get(key, 0) - minus.get(key, 0) for key in counts.keys() | minus.keys()}
+    return {key: change for key, change in changes.items() if change}
+
+
+def _counts_by_dimension(rows: list[tuple]) -> dict[tuple[str, str], int]:
+    """(dimension, value) -> members, from rows (layer, stage, members); empty values skipped."""
+    counts: dict[tuple[str, str], int] = {}
+    for *values, members in rows:
+        for (dimension, _column), value in zip(_SNAPSHOT_COLUMNS, values, strict=True):
+            if value:
+                counts[(dimension.value, value)] = counts.get((dimension.value, value), 0) + int(members)
+    return counts
 
 
 def _snapshot_counts(now: datetime, *, deltas: dict[tuple[str, str], int] | None = None) -> None:
@@ -925,11 +936,7 @@ def _snapshot_counts(now: datetime, *, deltas: dict[tuple[str, str], int] | None
     rows = _fetchall(
         f"SELECT {', '.join(columns)}, COUNT(*) FROM {MemberScore._meta.db_table} GROUP BY {', '.join(columns)}", {}
     )
-    counts: dict[tuple[str, str], int] = {}
-    for *values, members in rows:
-        for (dimension, _column), value in zip(_SNAPSHOT_COLUMNS, values, strict=True):
-            if value:
-                counts[(dimension.value, value)] = counts.get((dimension.value, value), 0) + members
+    counts = _counts_by_dimension(rows)
     LayerSnapshot.objects.filter(day=day).delete()
     LayerSnapshot.objects.bulk_create(
         LayerSnapshot(day=day, dimension=dimension, value=value, members=members)
@@ -958,7 +965,7 @@ def layers_recompute_full(
         ctx = Context(run=run, settings=LayerSettings.load(), now=now or timezone.now())
         _windows_advance(ctx, progress=progress)
         scopes = _scopes_for_ranges(range_size or RANGE_SIZE)
-        run.total = 2 * len(scopes) + 3
+        run.total = len(scopes) + 3
         LayerJobRun.objects.filter(pk=run.pk).update(total=run.total)
         for scope in scopes:
             with transaction.atomic():
@@ -977,10 +984,7 @@ def layers_recompute_full(
         run.model_params = model.as_dict() if model is not None else {}
         LayerJobRun.objects.filter(pk=run.pk).update(cut_points=run.cut_points, model_params=run.model_params)
         _checkpoint(run, step="layers and churn model", advance=1, progress=progress)
-        for scope in scopes:
-            _draft_finish(ctx, scope, cut_points, layer_cuts, model)
-            _checkpoint(run, step="stages and churn risk", advance=1, progress=progress)
-        _publish(ctx)
+        _publish(ctx, scopes, cut_points, layer_cuts, model)
         if progress is not None:
             progress(run)
     except BaseException as error:
@@ -1005,27 +1009,18 @@ def _windows_advance(ctx: Context, *, progress: Progress | None = None) -> list[
     return result.members
 
 
-def _draft_finish(ctx: Context, scope: Scope, rfm_cuts: dict, layer_cuts: dict, model) -> None:
-    with transaction.atomic():
-        _more_work_mem()
-        _draft_classify(ctx, scope, rfm_cuts, layer_cuts, _predictions(ctx, scope, model))
-
-
 # Fan-out over Celery workers -------------------------------------------------------------------
-
-FANOUT_PHASES = ("raw", "finish")
-_PHASE_STEPS = {"raw": "raw figures", "finish": "stages and churn risk"}
 
 
 def layers_recompute_full_fanout(
     *, now: datetime | None = None, range_size: int | None = None, started_by=None
 ) -> LayerJobRun:
-    """Start a full run whose per-range steps run as Celery tasks, one group per phase.
+    """Start a full run whose per-range raw figures are drafted by Celery tasks, as one group.
 
     The steps and the results are those of layers_recompute_full. No result backend is
     needed: each range task adds one to the run's `done` counter (UPDATE … RETURNING), and the
-    task that completes a phase runs the global step after it (cut points, the churn model's
-    fit, publishing) and queues the next phase's group. Returns the run, still running.
+    task that drafts the last range runs the global steps after them (cut points, the churn
+    model's fit, publishing). Returns the run, still running.
     """
     now = now or timezone.now()
     run = _run_start(kind=LayerJobRun.Kind.FULL, as_of=now, started_by=started_by)
@@ -1035,24 +1030,23 @@ def layers_recompute_full_fanout(
         _run_fail(run, error)
         raise
     ranges = [[scope.first, scope.last] for scope in _scopes_for_ranges(range_size or RANGE_SIZE)]
-    run.total = 2 * len(ranges) + 3
+    run.total = len(ranges) + 3
     run.cut_points = {"ranges": ranges}
     LayerJobRun.objects.filter(pk=run.pk).update(total=run.total, cut_points=run.cut_points)
     if not ranges:
-        for phase in FANOUT_PHASES:
-            _fanout_global_step(run, phase)
+        _fanout_global_steps(run)
     else:
-        _fanout_dispatch(run, "raw")
+        _fanout_dispatch(run)
     return run
 
 
-def _fanout_dispatch(run: LayerJobRun, phase: str) -> None:
+def _fanout_dispatch(run: LayerJobRun) -> None:
     from celery import group
 
     from members.tasks import recompute_layers_range
 
     ranges = run.cut_points["ranges"]
-    tasks = group(recompute_layers_range.si(run.pk, phase, first, last) for first, last in ranges)
+    tasks = group(recompute_layers_range.si(run.pk, "raw", first, last) for first, last in ranges)
     transaction.on_commit(tasks.apply_async)
 
 
@@ -1073,55 +1067,47 @@ def _advance(run: LayerJobRun, *, step: str) -> int:
 
 
 def layers_recompute_range(*, run_id: int, phase: str, first: int, last: int) -> None:
-    """One range of one phase of a fanned-out full run (called by the Celery task)."""
+    """The raw figures of one range of a fanned-out full run (called by the Celery task; the
+    phase is "raw", the only per-range one)."""
     run = LayerJobRun.objects.filter(pk=run_id).first()
     if run is None or run.status != LayerJobRun.Status.RUNNING:
         return
     try:
+        if phase != "raw":
+            raise ValueError(f"unknown phase {phase!r}")
         ctx = Context(run=run, settings=LayerSettings.load(), now=run.events_until)
-        scope = Scope(first=first, last=last)
-        if phase == "raw":
-            with transaction.atomic():
-                _draft_raw(ctx, scope)
-        else:
-            from members.churn_model import BgNbdParams
-
-            model = BgNbdParams.from_dict(run.model_params) if run.model_params else None
-            _draft_finish(ctx, scope, run.cut_points["rfm"], run.cut_points["layers"], model)
-        done = _advance(run, step=_PHASE_STEPS[phase])
-        ranges = len(run.cut_points["ranges"])
-        if done == {"raw": ranges, "finish": 2 * ranges + 2}[phase]:
-            _fanout_global_step(run, phase)
+        with transaction.atomic():
+            _draft_raw(ctx, Scope(first=first, last=last))
+        if _advance(run, step="raw figures") == len(run.cut_points["ranges"]):
+            _fanout_global_steps(run)
     except BaseException as error:
         _run_fail(run, error)
         if not isinstance(error, RunSuperseded):
             raise
 
 
-def _fanout_global_step(run: LayerJobRun, phase: str) -> None:
+def _fanout_global_steps(run: LayerJobRun) -> None:
+    from members.tasks import refresh_scheduled_segments
+
     run.refresh_from_db()
     ctx = Context(run=run, settings=LayerSettings.load(), now=run.events_until)
-    if phase == "raw":
-        run.cut_points["rfm"] = rfm_cut_points(run_id=run.pk, buckets=ctx.settings.score_buckets)
-        LayerJobRun.objects.filter(pk=run.pk).update(cut_points=run.cut_points)
-        _advance(run, step="score cut points")
-        run.cut_points["layers"] = layer_cut_points(
-            run_id=run.pk,
-            high_percent=ctx.settings.high_value_percent,
-            potential_percent=ctx.settings.potential_percent,
-            rfm_cuts=run.cut_points["rfm"],
-        )
-        model = fit_churn_model(run_id=run.pk)
-        run.model_params = model.as_dict() if model is not None else {}
-        LayerJobRun.objects.filter(pk=run.pk).update(cut_points=run.cut_points, model_params=run.model_params)
-        _advance(run, step="layers and churn model")
-        _fanout_dispatch(run, "finish")
-    else:
-        _publish(ctx)
-        logger.info("layer run %s done rows=%s", run.pk, ctx.run.rows)
-        from members.tasks import refresh_scheduled_segments
-
-        transaction.on_commit(refresh_scheduled_segments.delay)
+    run.cut_points["rfm"] = rfm_cut_points(run_id=run.pk, buckets=ctx.settings.score_buckets)
+    LayerJobRun.objects.filter(pk=run.pk).update(cut_points=run.cut_points)
+    _advance(run, step="score cut points")
+    run.cut_points["layers"] = layer_cut_points(
+        run_id=run.pk,
+        high_percent=ctx.settings.high_value_percent,
+        potential_percent=ctx.settings.potential_percent,
+        rfm_cuts=run.cut_points["rfm"],
+    )
+    model = fit_churn_model(run_id=run.pk)
+    run.model_params = model.as_dict() if model is not None else {}
+    LayerJobRun.objects.filter(pk=run.pk).update(cut_points=run.cut_points, model_params=run.model_params)
+    _advance(run, step="layers and churn model")
+    scopes = [Scope(first=first, last=last) for first, last in run.cut_points["ranges"]]
+    _publish(ctx, scopes, run.cut_points["rfm"], run.cut_points["layers"], model)
+    logger.info("layer run %s done rows=%s", ctx.run.pk, ctx.run.rows)
+    transaction.on_commit(refresh_scheduled_segments.delay)
 
 
 def changed_member_ids(
@@ -1209,12 +1195,8 @@ def layers_recompute_incremental(
         for scope in scopes:
             with transaction.atomic():
                 _draft_raw(ctx, scope)
-                # Statistics of the drafts as they are now: the last ones may describe another
-                # run's million rows or none, and the planner would loop over what it should hash.
-                _analyze_drafts()
-                _draft_classify(ctx, scope, rfm_cuts, layer_cuts, _predictions(ctx, scope, model))
             _checkpoint(run, step="changed members", advance=1, progress=progress)
-        _publish(ctx)
+        _publish(ctx, scopes, rfm_cuts, layer_cuts, model)
         if progress is not None:
             progress(run)
     except BaseException as error:

@@ -42,7 +42,7 @@ def test_a_run_is_recorded_with_its_progress():
     run.refresh_from_db()
     assert run.status == LayerJobRun.Status.SUCCEEDED
     assert run.rows == 12 and run.finished_at is not None and run.progress_percent == 100
-    assert run.total == 2 * 3 + 3
+    assert run.total == 3 + 3
     assert [done for _step, done, _total in seen] == sorted(done for _step, done, _total in seen)
     assert run.cut_points["rfm"]["f"] and run.cut_points["layers"]["high"] is not None
     assert not MemberScoreDraft.objects.exists()
@@ -54,7 +54,7 @@ def test_a_run_that_fails_halfway_leaves_the_previous_results_in_place(monkeypat
     layers_recompute_full(now=now)
     before = _scores()
     calls = {"n": 0}
-    original = layers_service._draft_classify
+    original = layers_service._classified
 
     def fail_on_second_range(*args):
         calls["n"] += 1
@@ -62,7 +62,7 @@ def test_a_run_that_fails_halfway_leaves_the_previous_results_in_place(monkeypat
             raise RuntimeError("disk full")
         return original(*args)
 
-    monkeypatch.setattr(layers_service, "_draft_classify", fail_on_second_range)
+    monkeypatch.setattr(layers_service, "_classified", fail_on_second_range)
 
     with pytest.raises(RuntimeError):
         layers_recompute_full(now=now + 40 * DAY, range_size=5)
@@ -218,10 +218,10 @@ def test_a_full_run_shared_by_workers_range_by_range_gives_the_same_results(
     monkeypatch.setattr(layers_service, "RANGE_SIZE", 4)
 
     with django_capture_on_commit_callbacks(execute=True):
-        run_id = recompute_layers_full()  # the nightly task, fanned out: one group per phase
+        run_id = recompute_layers_full()  # the nightly task, fanned out: the ranges as one group
 
     run = LayerJobRun.objects.get(pk=run_id)
-    assert run.status == LayerJobRun.Status.SUCCEEDED and run.done == run.total == 2 * 4 + 3
+    assert run.status == LayerJobRun.Status.SUCCEEDED and run.done == run.total == 4 + 3
     assert {pk: row[:3] for pk, row in _scores().items()} == expected
     assert run.cut_points["rfm"] == sequential.cut_points["rfm"]
     assert run.cut_points["layers"] == sequential.cut_points["layers"]
