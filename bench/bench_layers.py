@@ -3,14 +3,15 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_layers .venv/bin/python bench/bench_layers.py \
         [--members 1000000] [--events-per-member 10] [--changed 10000] [--loop-sample 2000]
 
-Use a database of its own: it is created if missing and migrated, and its members and events
-are replaced when they do not match --members. In one run:
+Use a database of its own (createdb it first): it is migrated, and its members and events are
+replaced when they do not match --members. In one run:
 1. members and events are generated set-based (INSERT … SELECT over generate_series: purchases,
    refunds, check-ins and interactions spread over 400 days), rollups rebuilt, VACUUM ANALYZE;
 2. on a fresh database (or with --rebuild) the windowed figures built from every event (the path
-   after a window length is edited); "yesterday's" full run as of a day ago; then the measured
-   full recompute (`layers_recompute_full`) as the nightly run does it, moving the windows by
-   one day and rewriting existing score rows, with the time of each step;
+   after a window length is edited); "yesterday's" full run as of a day ago; a VACUUM of the
+   tables it rewrote (what autovacuum does during the day; this server runs with autovacuum
+   off); then the measured full recompute (`layers_recompute_full`) as the nightly run does it,
+   moving the windows by one day and rewriting existing score rows, with the time of each step;
 3. an incremental recompute after --changed members got a new event;
 4. a segment count preview for a typical 3-condition segment (layer, city, check-ins in 30 days);
 5. a per-member ORM loop computing the same raw RFM figures for --loop-sample members,
@@ -42,7 +43,7 @@ from django.db import connection  # noqa: E402
 from django.db.models import Count, Max, Min, Q, Sum  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from members.models import EventKind, Member, MemberEvent  # noqa: E402
+from members.models import EventKind, Member, MemberEvent, MemberTag  # noqa: E402
 from members.models_layers import EventWindows, LayerJobRun, MemberScore  # noqa: E402
 from members.selectors import member_id_ranges  # noqa: E402
 from members.services import member_rollups_rebuild  # noqa: E402
@@ -186,6 +187,12 @@ def main() -> None:
     started, cpu = time.perf_counter(), _cpu()
     run = layers_recompute_full(now=now - timedelta(days=1))
     print(f"yesterday's run: {time.perf_counter() - started:.1f} s{_cpu_since(cpu)}, {run.rows:,} rows, {run.status}")
+    # The day between two nightly runs: autovacuum reclaims the row versions yesterday's run left
+    # (the rewrites only stay on their page, as HOT updates, when there is room to reuse).
+    started = time.perf_counter()
+    for table in (MemberScore, Member, MemberTag):
+        _sql(f"VACUUM {table._meta.db_table}")
+    print(f"vacuum (not part of the run): {time.perf_counter() - started:.1f} s")
 
     started, cpu = time.perf_counter(), _cpu()
     run = layers_recompute_full(progress=progress)
