@@ -75,6 +75,15 @@ def main() -> None:
     parser.add_argument("--upgrade-members", type=int, default=100_000)
     parser.add_argument("--loop-sample", type=int, default=500, help="members for the per-member loop figure")
     parser.add_argument("--only", choices=["expiry", "badges", "tiers"], action="append")
+    parser.add_argument(
+        "--reseed",
+        action="store_true",
+        help="seed members and ledger again even if the database holds a seed of the same size "
+        "(by default an expiry-only run reuses it, undoing the previous run's expiry first)",
+    )
+    parser.add_argument(
+        "--seed-only", action="store_true", help="build the expiry data and stop (no lock needed), measure later"
+    )
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("bench_loyalty measures PostgreSQL: set DATABASE_URL=postgres://… (see the top of this file).")
@@ -83,10 +92,17 @@ def main() -> None:
     parts = args.only or ["expiry", "badges", "tiers"]
     print(f"PostgreSQL {_server_version()}, {os.cpu_count()} cores; {args.members:,} members; load {_load()}")
     now = timezone.now()
-    _reset()
-    _timed("seed members", lambda: _seed_members(args.members, now=now))
+    seeded = None if args.reseed or parts != ["expiry"] else _reusable_seed(args.members, args.ledger_rows)
+    if seeded is None:
+        _reset()
+        _timed("seed members", lambda: _seed_members(args.members, now=now))
+    else:
+        now = seeded
+        print(f"reusing the seed of {args.members:,} members and {args.ledger_rows:,} ledger rows made for {now}")
     if "expiry" in parts:
-        bench_expiry(members=args.members, rows=args.ledger_rows, now=now)
+        bench_expiry(
+            members=args.members, rows=args.ledger_rows, now=now, reuse=seeded is not None, seed_only=args.seed_only
+        )
     if "badges" in parts:
         bench_badges(members=args.members, check_ins=args.check_ins, now=now)
     if "tiers" in parts:
@@ -169,9 +185,14 @@ def _vacuum(*tables: str) -> None:
 # Expiry ------------------------------------------------------------------------------------
 
 
-def bench_expiry(*, members: int, rows: int, now: datetime) -> None:
+def bench_expiry(*, members: int, rows: int, now: datetime, reuse: bool, seed_only: bool = False) -> None:
     print(f"-- expiry: {rows:,} ledger rows", flush=True)
-    _timed("seed ledger", lambda: _seed_ledger(members=members, rows=rows, now=now))
+    if reuse:
+        _timed("undo the previous run's expiry", lambda: _undo_expiry(rows=rows))
+    else:
+        _timed("seed ledger", lambda: _seed_ledger(members=members, rows=rows, now=now))
+    if seed_only:
+        return
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT COUNT(*), COALESCE(SUM(remaining), 0) FROM {ENTRY} WHERE remaining > 0 AND expires_at <= %s", [now]
@@ -220,10 +241,40 @@ def bench_expiry(*, members: int, rows: int, now: datetime) -> None:
         sys.exit(1)
 
 
+SEED_TABLE = "bench_loyalty_seed"
+SEED_COLUMNS = "members int, ledger_rows bigint, made_for timestamptz"
+
+
+def _reusable_seed(members: int, rows: int) -> datetime | None:
+    """The `now` of a complete seed of this size left by an earlier run, if any."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE IF NOT EXISTS {SEED_TABLE} ({SEED_COLUMNS})")
+        cursor.execute(f"SELECT members, ledger_rows, made_for FROM {SEED_TABLE}")
+        row = cursor.fetchone()
+    return row[2] if row and row[0] == members and row[1] == rows else None
+
+
+def _undo_expiry(*, rows: int) -> None:
+    """Put the seeded ledger back as it was before points_expire_due ran on it."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {PointsAllocation._meta.db_table}")
+        cursor.execute(f"DELETE FROM {ENTRY} WHERE id > %s", [rows])
+        cursor.execute(f"UPDATE {ENTRY} SET remaining = amount WHERE remaining <> amount")
+        cursor.execute(
+            f"UPDATE {ACCOUNT} SET balance = lifetime_earned, lifetime_expired = 0 WHERE lifetime_expired <> 0"
+        )
+    _vacuum(ENTRY, ACCOUNT)
+
+
 def _seed_ledger(*, members: int, rows: int, now: datetime) -> None:
     """Earn lots, a tenth past their expiry; indexes and constraints are dropped and rebuilt
-    around the bulk insert (faster than maintaining them row by row), then balances are summed."""
+    around the bulk insert (faster than maintaining them row by row), then balances are summed.
+    The seed is recorded, so that a later expiry-only run reuses it (see --reseed)."""
     with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE IF NOT EXISTS {SEED_TABLE} ({SEED_COLUMNS})")
+        cursor.execute(f"TRUNCATE {SEED_TABLE}")
+        # Index builds sort the whole table: with the default 64 MB they spill to disk many times.
+        cursor.execute("SET maintenance_work_mem = '1GB'")
         cursor.execute(f"TRUNCATE {ENTRY}, {ACCOUNT}, {PointsAllocation._meta.db_table} RESTART IDENTITY CASCADE")
         rebuild = _drop_indexes_and_constraints(cursor, ENTRY)
         cursor.execute(
@@ -248,7 +299,10 @@ def _seed_ledger(*, members: int, rows: int, now: datetime) -> None:
             """,
             [now, now],
         )
+        cursor.execute("RESET maintenance_work_mem")
     _vacuum(ENTRY, ACCOUNT)
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {SEED_TABLE} VALUES (%s, %s, %s)", [members, rows, now])
 
 
 def _drop_indexes_and_constraints(cursor, table: str) -> list[str]:
@@ -495,6 +549,7 @@ def _reset() -> None:
         MEMBER,
     ]
     with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {SEED_TABLE}")
         cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
 

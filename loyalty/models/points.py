@@ -138,8 +138,13 @@ class PointsEntry(models.Model):
     ever changes, and only through loyalty.services under the account's row lock.
     """
 
+    # No index of its own: pointsentry_member_idx (member, -id) serves every lookup by member.
     member = models.ForeignKey(
-        "members.Member", on_delete=models.PROTECT, related_name="points_entries", verbose_name=_("member")
+        "members.Member",
+        on_delete=models.PROTECT,
+        related_name="points_entries",
+        verbose_name=_("member"),
+        db_index=False,
     )
     kind = models.CharField(_("kind"), max_length=16, choices=EntryKind)
     amount = models.IntegerField(_("points"), help_text=_("Positive for credits, negative for debits."))
@@ -152,13 +157,15 @@ class PointsEntry(models.Model):
         related_name="points_entries",
         verbose_name=_("source event"),
     )
+    # Unique by a constraint in Meta, not unique=True: that also builds a second index for LIKE
+    # searches, which nothing runs and every insert into the ledger paid for.
     idempotency_key = models.CharField(
         _("idempotency key"),
         max_length=128,
-        unique=True,
         help_text=_("Unique per movement; a retry with the same key returns the first entry and changes nothing."),
     )
     # PROTECT: an auditor must always see who moved points by hand; deactivate staff instead.
+    # Indexed only where set (pointsentry_actor_idx): most entries are the system's.
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
@@ -166,6 +173,7 @@ class PointsEntry(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("by"),
+        db_index=False,
     )
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     remaining = models.IntegerField(
@@ -206,6 +214,8 @@ class PointsEntry(models.Model):
         verbose_name_plural = _("points ledger")
         permissions = [("adjust_points", _("Can adjust and reverse members' points by hand"))]
         constraints = [
+            # The name PostgreSQL gave the column's UNIQUE when the table was created.
+            models.UniqueConstraint(fields=["idempotency_key"], name="loyalty_pointsentry_idempotency_key_key"),
             # A reversal may move nothing (the points had expired); it is still recorded.
             models.CheckConstraint(
                 condition=~Q(amount=0) | Q(kind=EntryKind.REVERSE), name="pointsentry_amount_nonzero"
@@ -233,6 +243,7 @@ class PointsEntry(models.Model):
             ),
             models.Index(fields=["expires_at"], condition=Q(remaining__gt=0), name="pointsentry_due_lot_idx"),
             models.Index(fields=["created_at"], name="pointsentry_created_idx"),
+            models.Index(fields=["actor"], condition=Q(actor__isnull=False), name="pointsentry_actor_idx"),
             # Everything one source gave (a ticket's compensation cost); most entries have none.
             models.Index(fields=["source_ref"], condition=~Q(source_ref=""), name="pointsentry_source_idx"),
         ]

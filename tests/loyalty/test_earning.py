@@ -247,19 +247,53 @@ def test_a_refund_of_an_unknown_order_takes_nothing(member):
     assert balance(member) == 100
 
 
-def test_the_backfill_earns_every_event_by_id_ranges_once(member):
+def test_a_refund_recorded_before_its_purchase_takes_nothing_back_whenever_it_is_processed(member):
+    rule(EarnRuleKind.PURCHASE, 1)
+    early_refund = event(member, kind=EventKind.REFUND, amount=Decimal("80"), payload={"order_id": "order-9"})
+    purchase = event(member, amount=Decimal("80"), external_id="order-9")
+
+    result = points_earn_backfill()
+    earn(early_refund, purchase)
+
+    assert (result.entries, result.refunds) == (1, 0)
+    assert balance(member) == 80
+    assert_ledger_consistent(member.pk)
+
+
+def test_the_backfill_earns_every_event_by_ranges_of_members_once(member):
     rule(EarnRuleKind.PURCHASE, 1)
     others = MemberFactory.create_batch(3)
-    for index, someone in enumerate([member, *others]):
-        for _ in range(index + 1):
-            event(someone, amount=Decimal("10"))
+    counts = {member: 2, others[0]: 3, others[1]: 4, others[2]: 4}
+    for round_ in range(4):  # interleaved, as events arrive: every range of event ids touches every member
+        for someone, count in counts.items():
+            if round_ < count:
+                event(someone, amount=Decimal("10"))
 
     result = points_earn_backfill(batch_size=3)
     again = points_earn_backfill(batch_size=3)
 
-    assert (result.entries, result.points) == (10, 100)
+    assert (result.entries, result.points) == (13, 130)
     assert again.entries == 0
-    assert sorted(PointsAccount.objects.values_list("balance", flat=True)) == [10, 20, 30, 40]
+    assert sorted(PointsAccount.objects.values_list("balance", flat=True)) == [20, 30, 40, 40]
+    for someone in [member, *others]:
+        assert_ledger_consistent(someone.pk)
+
+
+def test_a_backfill_stopped_halfway_finishes_the_rest_when_run_again(member):
+    rule(EarnRuleKind.PURCHASE, 1)
+    rule(EarnRuleKind.CHECK_IN, 5, daily_cap=5)
+    other = MemberFactory()
+    events = [event(someone, amount=Decimal("10")) for someone in (member, other, member, other)]
+    event(member, kind=EventKind.CHECK_IN)
+    event(member, kind=EventKind.CHECK_IN)
+
+    first = points_earn_backfill(last_id=events[1].pk)  # as if killed after the events up to here
+    rest = points_earn_backfill()
+
+    assert (first.entries, rest.entries) == (2, 3)  # the second check-in of the day is over the cap
+    assert (balance(member), balance(other)) == (25, 20)
+    assert_ledger_consistent(member.pk)
+    assert_ledger_consistent(other.pk)
 
 
 def test_ingest_sends_the_new_event_ids_after_commit_and_loyalty_enqueues_their_earning(
