@@ -3,12 +3,12 @@
     .venv/bin/python bench/bench_api.py [--members 20000] [--seconds 15] [--ingest-seconds 15]
 
 What it does, all against 127.0.0.1 only and bounded in time:
-1. Recreates its own PostgreSQL database (default `api_bench`), migrates it, seeds members
+1. Recreates its own PostgreSQL database (default `bench_api`, Redis db 14), migrates it, seeds members
    M0000001… (a tenth of them, at most 500, with points) and a partner key with every scope and a rate limit
    high enough never to trip (the throttle still counts every request, in Redis every 20).
-2. Starts gunicorn with 2 workers (gthread, 4 threads each: a request waiting on PostgreSQL or
-   Redis does not hold its worker) on production settings plus CRM_API_BENCH_VIEWS=true,
-   which mounts /api/bench/ping/: a plain Django view returning constant JSON, no database.
+2. Starts gunicorn with the project's gunicorn.conf.py (2 workers of 4 threads, gthread) on
+   production settings plus CRM_API_BENCH_VIEWS=true, which mounts /api/bench/ping/: a plain
+   Django view returning constant JSON, no database.
 3. Single-member read: wrk, 32 connections, 2 threads, a random member per request (tier,
    points, layer, stage, badges), also with ?tier_progress=true, and in the same run the same
    load on the ping view; prints requests/s, p50/p95/p99 and the ratios.
@@ -103,17 +103,15 @@ print(json.dumps({"key": secret}))
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/api_bench")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_api")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--members", type=int, default=20_000)
     parser.add_argument("--seconds", type=int, default=15, help="duration of each wrk run")
     parser.add_argument("--ingest-seconds", type=int, default=15)
     parser.add_argument("--ingest-clients", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--threads", type=int, default=4, help="gunicorn threads per worker (gthread); 1 for sync workers"
-    )
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: gunicorn.conf.py's)")
+    parser.add_argument("--threads", type=int, help="gunicorn threads per worker (default: gunicorn.conf.py's)")
     parser.add_argument("--port", type=int, default=8766)
     parser.add_argument("--only", choices=["read", "ingest"], help="run one of the two measurements")
     args = parser.parse_args()
@@ -154,9 +152,10 @@ def main() -> int:
         [
             str(Path(PYTHON).parent / "gunicorn"),
             "crm.wsgi",
-            "--workers",
-            str(args.workers),
-            *(["--worker-class", "gthread", "--threads", str(args.threads)] if args.threads > 1 else []),
+            "--config",
+            str(BASE_DIR / "gunicorn.conf.py"),
+            *(["--workers", str(args.workers)] if args.workers else []),
+            *(["--threads", str(args.threads)] if args.threads else []),
             "--bind",
             f"127.0.0.1:{args.port}",
             "--log-level",

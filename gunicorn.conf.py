@@ -1,0 +1,22 @@
+"""gunicorn settings of the web process; gunicorn reads this file when started from the project root:
+
+    DJANGO_SETTINGS_MODULE=crm.settings.production .venv/bin/gunicorn crm.wsgi
+
+Threads (gthread) rather than more processes: a request waiting on PostgreSQL or Redis frees its
+thread's share of the GIL, and each thread keeps one PostgreSQL connection (CONN_MAX_AGE) on
+which the partner API's member read stays prepared. Two workers of four threads suit the
+2-core machine (see docs/PERFORMANCE.md, "Partner API (issue 6)"); a bigger machine sets
+WEB_CONCURRENCY to about its core count. No access log: its request lines carry member numbers.
+"""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Partner systems send request after request on one connection; keep it open between them.
+keepalive = 5
+# A worker stuck longer than this (a runaway request) is replaced.
+timeout = 60
+graceful_timeout = 30
