@@ -1,6 +1,9 @@
-"""Runs of loyalty's periodic jobs in the admin: read-only, newest first, failures easy to find."""
+"""Runs of loyalty's jobs in the admin: read-only, newest first, failures easy to find; the grants
+to a member list staff start from the member admin show their progress (the page reloads itself
+while a run is going)."""
 
 from django.contrib import admin
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from crm.core.admin import BaseModelAdmin, ReadOnlyAdminMixin
@@ -9,14 +12,33 @@ from loyalty.models import LoyaltyJobRun
 
 @admin.register(LoyaltyJobRun)
 class LoyaltyJobRunAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
-    list_display = ("started_at", "job", "status", "finished_at", "took", "rows", "short_error")
+    list_display = ("started_at", "job", "status", "progress_bar", "finished_at", "took", "rows", "short_error")
     list_filter = ("job", "status")
     list_select_related = ()
     show_facets = admin.ShowFacets.NEVER
     ordering = ("-started_at", "-id")
     sortable_by = ()
-    fields = ("job", "status", "started_at", "finished_at", "took", "rows", "details", "error")
+    fields = (
+        "job",
+        "status",
+        "progress_bar",
+        "requested_by",
+        "member_count",
+        "params",
+        "started_at",
+        "finished_at",
+        "took",
+        "rows",
+        "details",
+        "error",
+    )
     readonly_fields = fields
+
+    @admin.display(description=_("progress"))
+    def progress_bar(self, run: LoyaltyJobRun) -> str:
+        if not run.key:  # periodic jobs report no progress
+            return "-"
+        return format_html('<progress value="{}" max="100"></progress> {}%', run.progress, run.progress)
 
     @admin.display(description=_("took"))
     def took(self, run: LoyaltyJobRun) -> str:

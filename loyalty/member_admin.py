@@ -1,9 +1,11 @@
 """Loyalty on the member admin (members/admin.py): the member page's loyalty panel, and bulk
 actions that grant points or issue a coupon to the selected members or the whole filtered list.
 
-The actions go through the same services as everywhere else, set-based, and are idempotent: the
+The actions run in the background: confirming records the grant with the member list as it
+stands (loyalty.services.grants) and a Celery task carries it out through the same set-based
+services as everywhere else, its progress shown on the loyalty job run. They are idempotent: the
 confirmation page carries a token made when it was rendered, so submitting it twice (a double
-click, a browser retry) grants and issues nothing twice.
+click, a browser retry) records one grant, and the task gives each member at most once.
 """
 
 import uuid
@@ -17,13 +19,14 @@ from django.db.models import QuerySet
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from crm.core.exceptions import ApplicationError
-from loyalty.models import CouponBatch, EntryKind
+from loyalty.models import CouponBatch, LoyaltyJobRun
 from loyalty.selectors import member_loyalty
-from loyalty.services import coupons_issue, points_credit_bulk
+from loyalty.services.grants import member_list_grant_points, member_list_issue_coupons
 from members.models import Member
 
 ADJUST_PERMISSION = "loyalty.adjust_points"
@@ -110,31 +113,27 @@ class MemberLoyaltyActionsMixin:
     def grant_points(self, request, queryset: QuerySet[Member]):
         form = GrantPointsForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
-            amount, token = form.cleaned_data["amount"], form.cleaned_data["token"]
             try:
-                # An adjustment, as every movement of points by staff is; members already given
-                # points under this token (a repeat of the same page) are skipped.
-                credited = points_credit_bulk(
+                # An adjustment, as every movement of points by staff is.
+                run = member_list_grant_points(
                     members=queryset,
-                    amount=amount,
+                    amount=form.cleaned_data["amount"],
                     reason=form.cleaned_data["reason"],
-                    idempotency_prefix=f"admin-grant:{token}",
-                    source_ref=f"admin-grant:{token[:16]}",
-                    kind=EntryKind.ADJUST,
+                    token=form.cleaned_data["token"],
                     actor=request.user,
                 )
             except ApplicationError as error:
                 self.message_user(request, error.message, messages.ERROR)
             else:
-                self.message_user(
+                self._queued_message(
                     request,
+                    run,
                     ngettext(
-                        "%(points)s points given to %(count)s member.",
-                        "%(points)s points given to each of %(count)s members.",
-                        credited,
+                        "%(points)s points are being given to %(count)s member.",
+                        "%(points)s points are being given to each of %(count)s members.",
+                        run.member_count,
                     )
-                    % {"points": intcomma(amount), "count": intcomma(credited)},
-                    messages.SUCCESS,
+                    % {"points": intcomma(form.cleaned_data["amount"]), "count": intcomma(run.member_count)},
                 )
             return self._redirect_after_action(request)
         return self._loyalty_action_page(
@@ -143,7 +142,10 @@ class MemberLoyaltyActionsMixin:
             form=form,
             action="grant_points",
             title=_("Give points"),
-            intro=_("Every selected member gets the points at once, recorded with your name and the reason."),
+            intro=_(
+                "Every selected member gets the points, recorded with your name and the reason. A large list is "
+                "given in the background; the message after confirming links to its progress."
+            ),
         )
 
     @admin.action(permissions=["issue_coupons"], description=_("Issue a coupon to the selected members"))
@@ -151,19 +153,19 @@ class MemberLoyaltyActionsMixin:
         form = IssueCouponForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
             batch = form.cleaned_data["batch"]
-            try:
-                issued = coupons_issue(
-                    batch=batch, members=queryset, issue_key=f"admin-members:{form.cleaned_data['token']}"
+            run = member_list_issue_coupons(
+                members=queryset, batch=batch, token=form.cleaned_data["token"], actor=request.user
+            )
+            self._queued_message(
+                request,
+                run,
+                ngettext(
+                    "%(count)s coupon of %(batch)s is being issued.",
+                    "%(count)s coupons of %(batch)s are being issued.",
+                    run.member_count,
                 )
-            except ApplicationError as error:
-                self.message_user(request, error.message, messages.ERROR)
-            else:
-                self.message_user(
-                    request,
-                    ngettext("%(count)s coupon of %(batch)s issued.", "%(count)s coupons of %(batch)s issued.", issued)
-                    % {"count": intcomma(issued), "batch": batch},
-                    messages.SUCCESS,
-                )
+                % {"count": intcomma(run.member_count), "batch": batch},
+            )
             return self._redirect_after_action(request)
         return self._loyalty_action_page(
             request,
@@ -172,6 +174,14 @@ class MemberLoyaltyActionsMixin:
             action="issue_coupons",
             title=_("Issue a coupon"),
             intro=_("Each selected member gets one coupon of the batch you pick."),
+        )
+
+    def _queued_message(self, request, run: LoyaltyJobRun, text: str) -> None:
+        url = reverse("admin:loyalty_loyaltyjobrun_change", args=[run.pk])
+        self.message_user(
+            request,
+            format_html('{} <a href="{}">{}</a>', text, url, _("Follow its progress.")),
+            messages.SUCCESS,
         )
 
     def _loyalty_action_page(self, request, queryset, *, form, action: str, title, intro):

@@ -68,3 +68,12 @@ def review_tiers() -> int:
     from loyalty.services.jobs import job_run
 
     return job_run(job=LoyaltyJob.TIER_REVIEW, work=tier_review).rows
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def run_member_list_grant(run_id: int) -> int:
+    """A grant of points or coupons to a member list, confirmed in the member admin; idempotent,
+    so a retry or a redelivery after a killed worker gives only what is still missing."""
+    from loyalty.services.grants import member_list_grant_run
+
+    return member_list_grant_run(run_id=run_id).rows

@@ -2,7 +2,7 @@
 
 from loyalty.models.badges import Badge, BadgeKind, BadgeRule, MemberBadge
 from loyalty.models.earning import EarnRule, EarnRuleKind, PointsMultiplierWindow
-from loyalty.models.jobs import LoyaltyJob, LoyaltyJobRun
+from loyalty.models.jobs import LoyaltyJob, LoyaltyJobMember, LoyaltyJobRun
 from loyalty.models.points import (
     LOT_SPENDING_ORDER,
     AppendOnlyError,
@@ -29,6 +29,7 @@ __all__ = [
     "EarnRuleKind",
     "EntryKind",
     "LoyaltyJob",
+    "LoyaltyJobMember",
     "LoyaltyJobRun",
     "LoyaltySettings",
     "MemberBadge",

@@ -12,7 +12,7 @@ twice. coupon_redeem locks the coupon row and checks owner, status, validity and
 """
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -115,11 +115,13 @@ def coupons_issue(
     members: QuerySet[Member] | Iterable[int],
     issue_key: str,
     now: datetime | None = None,
+    on_progress: Callable[[int, int, int], None] | None = None,
 ) -> int:
     """Give one coupon of `batch` to each member (a queryset or member ids); return how many were new.
 
     Members who already got a coupon of this batch under `issue_key` get nothing more, so the
-    same issuance may be repeated safely. Each chunk of members is one transaction.
+    same issuance may be repeated safely. Each chunk of members is one transaction, after which
+    `on_progress(issued, members done, members)` is called.
     """
     now = now or timezone.now()
     if now >= batch.valid_until:
@@ -136,6 +138,8 @@ def coupons_issue(
         chunk = member_ids[start : start + ISSUE_BATCH_MEMBERS]
         with transaction.atomic():
             created += _issue_chunk(batch=batch, member_ids=chunk, issue_key=issue_key, now=now)
+        if on_progress is not None:
+            on_progress(created, start + len(chunk), len(member_ids))
     return created
 
 

@@ -7,8 +7,20 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from loyalty.models import Badge, Coupon, CouponBatch, EntryKind, PointsAccount, PointsEntry, Tier
+from loyalty.models import (
+    Badge,
+    Coupon,
+    CouponBatch,
+    EntryKind,
+    LoyaltyJob,
+    LoyaltyJobMember,
+    LoyaltyJobRun,
+    PointsAccount,
+    PointsEntry,
+    Tier,
+)
 from loyalty.services import badge_award, tier_assign
+from loyalty.tasks import run_member_list_grant
 from members.models import EventKind, Member
 from tests.factories import MemberEventFactory, MemberFactory
 from tests.factories.loyalty import EarnFactory, RedeemFactory
@@ -121,6 +133,12 @@ def action(client, name, members, *, apply=None, select_across=False, query=""):
     return client.post(CHANGELIST + query, data)
 
 
+def carry_out_grants() -> None:
+    """What the worker does with the queued grants (the task, run in this process)."""
+    for run in LoyaltyJobRun.objects.filter(key__isnull=False, status=LoyaltyJobRun.Status.RUNNING):
+        run_member_list_grant.apply(args=[run.pk]).get()
+
+
 def test_a_supervisor_gives_points_to_the_selected_members_after_confirming_once(client, supervisor):
     client.force_login(supervisor)
     chosen, other = MemberFactory.create_batch(3), MemberFactory()
@@ -135,6 +153,30 @@ def test_a_supervisor_gives_points_to_the_selected_members_after_confirming_once
     again = action(client, "grant_points", chosen, apply=form)  # a double click
 
     assert done.status_code == again.status_code == 302
+    # Recorded once, with the list as confirmed, and left to the worker: nothing given in the request.
+    run = LoyaltyJobRun.objects.get()
+    assert (run.job, run.status, run.member_count, run.requested_by, run.key) == (
+        LoyaltyJob.GRANT_POINTS,
+        LoyaltyJobRun.Status.RUNNING,
+        3,
+        supervisor,
+        TOKEN,
+    )
+    assert not PointsEntry.objects.exists()
+    page = client.get(done.url, follow=True)
+    progress_url = reverse("admin:loyalty_loyaltyjobrun_change", args=[run.pk])
+    assert "200 points are being given to each of 3 members." in page.text and progress_url in page.text
+    running = client.get(progress_url).text
+    assert 'http-equiv="refresh"' in running and '<progress value="0" max="100">' in running
+
+    carry_out_grants()
+    run_member_list_grant.apply(args=[run.pk]).get()  # a redelivered task gives nothing twice
+
+    run.refresh_from_db()
+    assert (run.status, run.progress, run.rows) == (LoyaltyJobRun.Status.SUCCEEDED, 100, 3)
+    assert not LoyaltyJobMember.objects.exists()
+    done_page = client.get(progress_url).text
+    assert '<progress value="100" max="100">' in done_page and 'http-equiv="refresh"' not in done_page
     entries = PointsEntry.objects.order_by("member_id")
     assert [(e.member_id, e.kind, e.amount, e.reason, e.actor) for e in entries] == [
         (m.pk, EntryKind.ADJUST, 200, "store opening gift", supervisor) for m in chosen
@@ -159,6 +201,8 @@ def test_points_go_to_the_whole_filtered_list_when_all_are_selected(client, supe
         query="?city=苏州",
         apply={"amount": 50, "reason": "city event", "token": TOKEN},
     )
+    MemberFactory(city="苏州")  # joins after the confirmation: not in the list confirmed
+    carry_out_grants()
 
     credited = set(PointsEntry.objects.values_list("member_id", flat=True))
     assert credited == {m.pk for m in in_city}
@@ -173,7 +217,7 @@ def test_a_grant_without_a_reason_or_with_a_bad_amount_is_refused(client, superv
 
     assert response.status_code == 200
     assert response.context["form"].errors
-    assert not PointsEntry.objects.exists()
+    assert not LoyaltyJobRun.objects.exists()
 
 
 @pytest.mark.parametrize("role", ["operator", "auditor"])
@@ -187,7 +231,7 @@ def test_only_supervisors_may_give_points_or_issue_coupons_in_bulk(client, reque
         assert not {"grant_points", "issue_coupons"} & choices
     action(client, "grant_points", [member], apply={"amount": 10, "reason": "x", "token": TOKEN})
 
-    assert not PointsEntry.objects.exists()
+    assert not LoyaltyJobRun.objects.exists()
 
 
 def test_a_supervisor_issues_one_coupon_to_each_selected_member_once(client, supervisor):
@@ -210,6 +254,8 @@ def test_a_supervisor_issues_one_coupon_to_each_selected_member_once(client, sup
     form = {"batch": batch.pk, "token": TOKEN}
     assert action(client, "issue_coupons", chosen, apply=form).status_code == 302
     action(client, "issue_coupons", chosen, apply=form)
+    assert not Coupon.objects.exists()
+    carry_out_grants()
 
     assert sorted(Coupon.objects.values_list("member_id", flat=True)) == sorted(m.pk for m in chosen)
     assert set(Coupon.objects.values_list("batch_id", flat=True)) == {batch.pk}
@@ -229,6 +275,7 @@ def test_coupons_go_to_the_whole_filtered_list(client, supervisor):
         query="?city=苏州",
         apply={"batch": batch.pk, "token": TOKEN},
     )
+    carry_out_grants()
 
     assert set(Coupon.objects.values_list("member_id", flat=True)) == {m.pk for m in in_city}
     assert Member.objects.count() == 4
