@@ -15,6 +15,11 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Each worker listens on its own socket (SO_REUSEPORT) and the kernel spreads new connections
+# over them. On one shared socket whichever worker wakes first accepts: 32 keep-alive clients
+# opening at once were seen split 32/0 and 3/29, one process (one GIL) serving them all while
+# the other idled.
+reuse_port = True
 # Partner systems send request after request on one connection; keep it open between them.
 keepalive = 5
 # A worker stuck longer than this (a runaway request) is replaced.
