@@ -322,6 +322,8 @@ class MemberScoreDraft(models.Model):
     live_watches = models.IntegerField(default=0)
     top_interaction = models.CharField(max_length=32, blank=True)
     points_expiring = models.BooleanField(default=False)
+    # For the birthday tag: the drafts alone decide the automatic tags, without Member.
+    birthday_month = models.SmallIntegerField(null=True)
 
     class Meta:
         verbose_name = _("member score draft")
