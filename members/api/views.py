@@ -266,6 +266,7 @@ def member_detail_body(member, *, show_points: bool, progress=None) -> dict:
     equal, and the serializer documents the shape in the schema): walking DRF fields cost
     more CPU than the rest of the read, the API's hottest path, together.
     """
+    moment = _moments(timezone.get_current_timezone())
     # A relation that loyalty or segmentation lacks in this version reads as missing.
     account = getattr(member, "points_account", None)
     if not show_points:
@@ -286,8 +287,8 @@ def member_detail_body(member, *, show_points: bool, progress=None) -> dict:
         tier = {
             "code": current.code,
             "name": current.name,
-            "since": _moment(getattr(status, "since", None)),
-            "valid_until": _moment(getattr(status, "valid_until", None)),
+            "since": moment(getattr(status, "since", None)),
+            "valid_until": moment(getattr(status, "valid_until", None)),
             "progress": None if progress is None else TierProgressSerializer(progress).data,
         }
     score = getattr(member, "score", None)
@@ -301,16 +302,16 @@ def member_detail_body(member, *, show_points: bool, progress=None) -> dict:
         "birthday": birthday.isoformat() if birthday else None,
         "city": member.city,
         "channel": member.channel,
-        "joined_at": _moment(member.joined_at),
+        "joined_at": moment(member.joined_at),
         "sms_opt_out": member.sms_opt_out,
         "email_opt_out": member.email_opt_out,
         "wecom_opt_out": member.wecom_opt_out,
-        "created_at": _moment(member.created_at),
-        "updated_at": _moment(member.updated_at),
+        "created_at": moment(member.created_at),
+        "updated_at": moment(member.updated_at),
         "rollups": {
-            "last_active_at": _moment(member.last_active_at),
-            "last_interaction_at": _moment(member.last_interaction_at),
-            "last_purchase_at": _moment(member.last_purchase_at),
+            "last_active_at": moment(member.last_active_at),
+            "last_interaction_at": moment(member.last_interaction_at),
+            "last_purchase_at": moment(member.last_purchase_at),
             "orders_count": member.orders_count,
             "total_spent": None if member.total_spent is None else format(member.total_spent.quantize(_CENT), "f"),
         },
@@ -323,8 +324,8 @@ def member_detail_body(member, *, show_points: bool, progress=None) -> dict:
                 "code": held.badge.code,
                 "name": held.badge.name,
                 "kind": held.badge.kind,
-                "awarded_at": _moment(held.awarded_at),
-                "expires_at": _moment(held.expires_at),
+                "awarded_at": moment(held.awarded_at),
+                "expires_at": moment(held.expires_at),
             }
             for held in member.badges_held or ()
         ],
@@ -334,12 +335,16 @@ def member_detail_body(member, *, show_points: bool, progress=None) -> dict:
 _CENT = Decimal("0.01")
 
 
-def _moment(value: datetime | None) -> str | None:
-    """A date and time as DRF's DateTimeField writes it: ISO 8601 in the current time zone."""
-    if not value:
-        return None
-    text = value.astimezone(timezone.get_current_timezone()).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+def _moments(zone):
+    """A function writing a date and time as DRF's DateTimeField does: ISO 8601 in `zone`."""
+
+    def moment(value: datetime | None) -> str | None:
+        if not value:
+            return None
+        text = value.astimezone(zone).isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+    return moment
 
 
 _ENTRY_TIER_SECONDS = 60
