@@ -11,11 +11,14 @@ multi-row VALUES statement with nine parameters per event spends most of its tim
 parameters bound and parsed (docs/PERFORMANCE.md, "Event ingest"). The rows it records are also
 copied to a second temporary table, from which the rollups are computed: the event table is not
 read again (PostgreSQL, lacking statistics on a table that grows by the batch, read all of it to
-find a batch's ids).
+find a batch's ids). When the input spans several batches, a worker thread sorts and encodes the
+next batch while the server works on the current one (the thread never touches the database).
 """
 
+import contextlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -77,24 +80,89 @@ def events_ingest(*, events: Iterable[EventInput], batch_size: int = INGEST_BATC
     changes nothing, so partners may safely replay a batch. Each batch commits on its own.
     """
     result = IngestResult()
+    copy = connection.vendor == "postgresql"
+    with contextlib.closing(_staged(_batches(events, batch_size), copy=copy)) as batches:
+        for staged in batches:
+            _ingest_batch(staged, result)
+    return result
+
+
+def _batches(events: Iterable[EventInput], batch_size: int) -> Iterator[list[EventInput]]:
     batch: list[EventInput] = []
     for event in events:
         batch.append(event)
         if len(batch) >= batch_size:
-            _ingest_batch(batch, result)
+            yield batch
             batch = []
     if batch:
-        _ingest_batch(batch, result)
-    return result
+        yield batch
 
 
-def _ingest_batch(batch: Sequence[EventInput], result: IngestResult) -> None:
+def _staged(batches: Iterator[list[EventInput]], *, copy: bool) -> Iterator["_StagedBatch"]:
+    """Each batch staged; the next one in a worker thread while the caller ingests the current one."""
+    current = next(batches, None)
+    if current is None:
+        return
+    staged = _stage(current, copy=copy)
+    following = next(batches, None)
+    if following is None:
+        yield staged
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-ingest") as worker:
+        while following is not None:
+            upcoming = worker.submit(_stage, following, copy=copy)
+            yield staged
+            staged = upcoming.result()
+            following = next(batches, None)
+        yield staged
+
+
+@dataclass(frozen=True, slots=True)
+class _StagedBatch:
+    events: list[EventInput]
+    copy_data: bytes | None  # the events as COPY text, for a batch that goes in by COPY
+
+
+def _stage(batch: list[EventInput], *, copy: bool) -> _StagedBatch:
+    """The batch sorted and, when it goes in by COPY, encoded. No database access here: all but
+    the first batch are staged in the worker thread."""
     # Concurrent batches take their locks in one order (unique keys, then member rows), so two
     # partners replaying overlapping batches wait for each other instead of deadlocking.
-    batch = sorted(batch, key=lambda event: (event.source, event.external_id))
+    events = sorted(batch, key=lambda event: (event.source, event.external_id))
+    if not copy or len(events) < COPY_MIN_ROWS:
+        return _StagedBatch(events, None)
+    return _StagedBatch(events, "".join(map(_copy_line, events)).encode())
+
+
+# COPY's text format: columns separated by tabs, rows ended by newlines, NULL as \N; a backslash,
+# tab, newline or carriage return in a value is escaped with a backslash. The text columns of a
+# row are joined with NUL and escaped in one pass, NUL becoming the tab between them (PostgreSQL
+# text cannot hold NUL, so none comes from a value: one would make the row one column too long,
+# which COPY rejects).
+_COPY_COLUMNS = "member_id, amount, occurred_at, kind, sub_kind, source, external_id, payload"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\t"})
+_COPY_NULL = "\\N"
+
+
+def _copy_line(event: EventInput) -> str:
+    amount = _COPY_NULL if event.amount is None else event.amount
+    texts = "\0".join(
+        (
+            event.kind,
+            event.sub_kind or "",
+            event.source,
+            event.external_id,
+            _encode_json(event.payload) if event.payload else "{}",
+        )
+    )
+    return f"{event.member_id}\t{amount}\t{event.occurred_at.isoformat()}\t{texts.translate(_COPY_ESCAPES)}\n"
+
+
+def _ingest_batch(staged: _StagedBatch, result: IngestResult) -> None:
+    batch = staged.events
     with transaction.atomic():
-        if connection.vendor == "postgresql" and len(batch) >= COPY_MIN_ROWS:
-            rows = _ingest_copy(batch)
+        if staged.copy_data is not None:
+            rows = _ingest_copy(staged.copy_data)
         else:
             rows = _ingest_values(batch)
     if rows:
@@ -121,7 +189,7 @@ def _ingest_values(batch: Sequence[EventInput]) -> list[tuple[int, str, str]]:
     return rows
 
 
-def _ingest_copy(batch: Sequence[EventInput]) -> list[tuple[int, str, str]]:
+def _ingest_copy(copy_data: bytes) -> list[tuple[int, str, str]]:
     table = MemberEvent._meta.db_table
     with connection.cursor() as cursor:
         # Two temporary tables per session, created on first use. They are emptied at the end of
@@ -134,21 +202,9 @@ def _ingest_copy(batch: Sequence[EventInput]) -> list[tuple[int, str, str]]:
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {_NEW_TABLE} (id bigint, member_id bigint, kind text, "
             "sub_kind text, amount numeric, occurred_at timestamptz, source text, external_id text)"
         )
-        with cursor.copy(f"COPY {_STAGING_TABLE} ({_COLUMNS}) FROM STDIN") as copy:
-            for event in batch:
-                copy.write_row(
-                    (
-                        event.member_id,
-                        event.kind,
-                        event.sub_kind or "",
-                        event.amount,
-                        event.occurred_at,
-                        event.source,
-                        event.external_id,
-                        _encode_json(event.payload) if event.payload else "{}",
-                    )
-                )
-        # Rows go in in COPY order, the sorted order _ingest_batch locks in: a temporary table has
+        with cursor.copy(f"COPY {_STAGING_TABLE} ({_COPY_COLUMNS}) FROM STDIN") as copy:
+            copy.write(copy_data)
+        # Rows go in in COPY order, the sorted order _stage locks in: a temporary table has
         # no index and is read front to back, never in parallel or from a synchronized scan's
         # midpoint. (An ORDER BY would cost a tenth of the insert.)
         cursor.execute(

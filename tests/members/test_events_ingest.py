@@ -204,6 +204,68 @@ def test_a_bulk_batch_takes_the_same_rules():
     assert _rollups(members[1])["total_spent"] == Decimal("9.99")
 
 
+def test_a_bulk_batch_stores_every_value_as_given():
+    # The COPY path encodes rows itself: text with COPY's special characters, JSON with escapes,
+    # NULL and non-NULL amounts and offsets other than UTC must come back unchanged.
+    member = MemberFactory()
+    awkward = ["tab\there", "new\nline", "carriage\rreturn", "back\\slash \\N", "引号\"'", "\\t literal"]
+    events = [
+        _event(
+            member,
+            n,
+            EventKind.INTERACTION if n % 3 else EventKind.PURCHASE,
+            hours=n / 7,
+            amount=None if n % 3 else Decimal(n) / 100,
+            sub_kind="view" if n % 3 else "",
+            source=f"src {awkward[n % len(awkward)]}",
+            payload={"text": awkward[n % len(awkward)], "n": n, "nested": {"list": [1.5, None, True]}} if n % 2 else {},
+        )
+        for n in range(COPY_MIN_ROWS + 10)
+    ]
+    events = [
+        replace(event, external_id=f"{event.external_id} {awkward[n % len(awkward)]}") for n, event in enumerate(events)
+    ]
+    events[5] = replace(
+        events[5], occurred_at=datetime(2025, 3, 1, 23, 59, 59, 999999, tzinfo=ZoneInfo("America/New_York"))
+    )
+
+    result = events_ingest(events=events, batch_size=len(events))
+
+    assert result.created == len(events)
+    stored = {
+        (row.source, row.external_id): row
+        for row in MemberEvent.objects.only(
+            "kind", "sub_kind", "amount", "occurred_at", "source", "external_id", "payload"
+        )
+    }
+    for event in events:
+        row = stored[(event.source, event.external_id)]
+        assert (row.kind, row.sub_kind, row.amount, row.occurred_at, row.payload) == (
+            event.kind,
+            event.sub_kind,
+            event.amount,
+            event.occurred_at,
+            event.payload,
+        )
+
+
+def test_many_bulk_batches_record_each_event_once_with_exact_rollups():
+    # Past one batch, the next batch is sorted and encoded in a worker thread meanwhile.
+    members = MemberFactory.create_batch(3)
+    events = [_event(members[n % 3], n, hours=n, amount=Decimal("1.25")) for n in range(COPY_MIN_ROWS * 3 + 7)]
+    replays = events[::5]
+
+    result = events_ingest(events=events + replays, batch_size=COPY_MIN_ROWS)
+
+    assert (result.created, result.duplicates) == (len(events), len(replays))
+    assert MemberEvent.objects.count() == len(events)
+    for index, member in enumerate(members):
+        own = [event for event in events if event.member_id == member.pk]
+        assert _rollups(member)["orders_count"] == len(own)
+        assert _rollups(member)["total_spent"] == Decimal("1.25") * len(own)
+        assert _rollups(member)["last_purchase_at"] == max(event.occurred_at for event in own), index
+
+
 def test_batches_inside_one_outer_transaction_record_each_event_once():
     # The importer wraps a whole file in one transaction; batches must not see each other's staging.
     member = MemberFactory()
