@@ -10,15 +10,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractUser
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from loyalty.models import MemberTier, Tier, TierChange
 from members.models import Member
-
-DEADLOCK_SQLSTATE = "40P01"
-DEADLOCK_ATTEMPTS = 3
 
 
 @transaction.atomic
@@ -45,11 +42,11 @@ def tiers_upgrade_if_qualified(
 ) -> int:
     """Move each of these members up to the highest tier they now reach, never down; return how many moved.
 
-    Set-based per batch of members, each batch one transaction: the members' tier rows are
-    locked in member order, one grouped query per qualifying period sums their spend and one
-    their points earned, first tiers are inserted (ON CONFLICT DO NOTHING: a concurrent first
-    assignment wins and is then judged like any other) and upgrades written with bulk updates,
-    each with a TierChange that says what qualified the member.
+    Set-based per batch of members, each batch one transaction: one grouped query per
+    qualifying period sums their spend and one their points earned; then one statement, in
+    member order, inserts the first tier of those without one and locks the tier row of those
+    with one (see _lock_or_insert); upgrades are written with bulk updates, each with a
+    TierChange that says what qualified the member.
     """
     now = now or timezone.now()
     tiers = list(Tier.objects.order_by("rank"))
@@ -58,18 +55,8 @@ def tiers_upgrade_if_qualified(
         return 0
     upgrades = 0
     for start in range(0, len(ids), batch_size):
-        batch = ids[start : start + batch_size]
-        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
-            try:
-                with transaction.atomic():
-                    upgrades += len(_upgrade_batch(batch, tiers=tiers, now=now))
-                break
-            except OperationalError as error:
-                # Two runs over the same members can still deadlock: a run that found a member
-                # without a tier row locks the row another run inserted meanwhile after rows of
-                # higher members. PostgreSQL rolls one batch back whole; judged again, it is exact.
-                if getattr(error.__cause__, "sqlstate", None) != DEADLOCK_SQLSTATE or attempt == DEADLOCK_ATTEMPTS:
-                    raise
+        with transaction.atomic():
+            upgrades += len(_upgrade_batch(ids[start : start + batch_size], tiers=tiers, now=now))
     return upgrades
 
 
@@ -131,13 +118,6 @@ def _qualifying_totals(member_ids: list[int], *, days: int, now: datetime) -> di
 
 def _upgrade_batch(member_ids: list[int], *, tiers: list[Tier], now: datetime) -> list[TierChange]:
     """Upgrades of these members (sorted ids); the caller holds a transaction."""
-    statuses = {
-        status.member_id: status
-        for status in MemberTier.objects.select_for_update(of=("self",))
-        .filter(member_id__in=member_ids)
-        .select_related("tier")
-        .order_by("member_id")
-    }
     periods = sorted({tier.qualifying_period_days for tier in tiers})
     totals = {days: _qualifying_totals(member_ids, days=days, now=now) for days in periods}
     nothing = (Decimal(0), 0)
@@ -157,32 +137,29 @@ def _upgrade_batch(member_ids: list[int], *, tiers: list[Tier], now: datetime) -
             "days": tier.qualifying_period_days,
         }
 
-    first = {member_id: best_tier(member_id) for member_id in member_ids if member_id not in statuses}
-    first = {member_id: tier for member_id, tier in first.items() if tier is not None}
-    created = _insert_first_tiers(first, now=now)
-    if len(created) < len(first):
-        # Given a first tier concurrently since the lock above: judge them against it.
-        for status in (
-            MemberTier.objects.select_for_update(of=("self",))
-            .filter(member_id__in=sorted(set(first) - created))
-            .select_related("tier")
-            .order_by("member_id")
-        ):
-            statuses[status.member_id] = status
+    # Members who reach no tier at all can be neither given a first tier nor moved up.
+    best = {member_id: tier for member_id in member_ids if (tier := best_tier(member_id)) is not None}
+    created = _lock_or_insert(best, now=now)
+    # Locked above, so this plain read (a statement later, hence a newer snapshot) is final.
+    statuses = MemberTier.objects.filter(member_id__in=sorted(set(best) - created)).select_related("tier")
     changes = [
         TierChange(
-            member_id=member_id, to_tier=first[member_id], reason=reason(member_id, first[member_id]), created_at=now
+            member_id=member_id, to_tier=best[member_id], reason=reason(member_id, best[member_id]), created_at=now
         )
         for member_id in sorted(created)
     ]
     moved = []
-    for member_id, status in statuses.items():
-        tier = best_tier(member_id)
-        if tier is None or tier.rank <= status.tier.rank:
+    for status in sorted(statuses, key=lambda status: status.member_id):
+        tier = best[status.member_id]
+        if tier.rank <= status.tier.rank:
             continue
         changes.append(
             TierChange(
-                member_id=member_id, from_tier=status.tier, to_tier=tier, reason=reason(member_id, tier), created_at=now
+                member_id=status.member_id,
+                from_tier=status.tier,
+                to_tier=tier,
+                reason=reason(status.member_id, tier),
+                created_at=now,
             )
         )
         status.tier, status.since, status.valid_until = tier, now, now + timedelta(days=tier.validity_days)
@@ -229,8 +206,17 @@ def _write_statuses(statuses: list[MemberTier]) -> None:
             )
 
 
-def _insert_first_tiers(first: dict[int, Tier], *, now: datetime) -> set[int]:
-    """Insert the first tier of these members unless they have one; return those inserted."""
+def _lock_or_insert(first: dict[int, Tier], *, now: datetime) -> set[int]:
+    """In one statement, in member order: insert the first tier of these members that have no
+    tier row, lock the tier row of the others; return the members inserted.
+
+    One ordered pass is what keeps parallel batches from deadlocking. Locking the existing rows
+    first and inserting the missing ones after (as before) took the locks out of member order:
+    a batch holding the row of member 5 could wait for the row of member 1 that another batch
+    had meanwhile inserted, or locked, before waiting for member 5. ON CONFLICT DO UPDATE locks
+    the conflicting row even though its WHERE false changes nothing; a row another transaction
+    is inserting is waited for, then locked.
+    """
     if not first:
         return set()
     ops = connection.ops
@@ -249,11 +235,12 @@ def _insert_first_tiers(first: dict[int, Tier], *, now: datetime) -> set[int]:
             ops.adapt_datetimefield_value(now + timedelta(days=tier.validity_days)),
         ]
     with connection.cursor() as cursor:
+        # RETURNING gives the inserted rows only: the locked ones are not updated.
         cursor.execute(
             f"""
             INSERT INTO {table} (created_at, updated_at, member_id, tier_id, since, valid_until)
             VALUES {", ".join(rows)}
-            ON CONFLICT (member_id) DO NOTHING
+            ON CONFLICT (member_id) DO UPDATE SET tier_id = {table}.tier_id WHERE false
             RETURNING member_id
             """,
             params,
