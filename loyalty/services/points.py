@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 
 CREDIT_KINDS = (EntryKind.EARN, EntryKind.ADJUST)
 DEBIT_KINDS = (EntryKind.REDEEM, EntryKind.ADJUST)
-# Members per expiry transaction: bounds lock time and, on SQLite, the number of query parameters.
-EXPIRY_BATCH_MEMBERS = 10_000
+# Due lots per expiry transaction: bounds lock time and, on SQLite, the number of query parameters.
+EXPIRY_BATCH_LOTS = 10_000
 RECONCILE_BATCH_MEMBERS = 50_000
 
 
@@ -234,22 +234,38 @@ def points_reverse(
     return _reverse_debit(account=account, debit=entry, reversal=reversal, now=now)
 
 
-def points_expire_due(*, now: datetime, batch_size: int = EXPIRY_BATCH_MEMBERS) -> int:
+def points_expire_due(*, now: datetime, batch_size: int = EXPIRY_BATCH_LOTS) -> int:
     """Write an expiry entry for every lot whose expiry has passed; return how many.
 
-    Set-based: per range of member ids, one INSERT … SELECT of expiry entries, one UPDATE of the
-    lots and one UPDATE … FROM of the balances, under the row locks of the accounts concerned.
-    Each range commits on its own, so a long run holds no lock for long and a run killed halfway
-    resumes where it stopped. Running it twice expires nothing twice: the expired lots have
-    nothing left, and each expiry entry's key (expire:<lot id>) is unique.
+    Set-based: per range of lot ids holding about `batch_size` due lots, one INSERT … SELECT of
+    expiry entries, one UPDATE of the lots and one UPDATE … FROM of the balances, under the row
+    locks of the accounts concerned (taken in id order). Ranges of lot ids rather than of
+    members: a range's lots lie on neighbouring pages of the ledger, where a range of members
+    has its lots spread over the whole table and so rewrote (and logged) ten thousand pages
+    for ten thousand lots. Each range commits on its own, so a long run holds no lock for long
+    and a run killed halfway resumes where it stopped. Running it twice expires nothing twice:
+    the expired lots have nothing left, and each expiry entry's key (expire:<lot id>) is unique.
     """
-    from members.selectors import member_id_ranges
-
+    entry = PointsEntry._meta.db_table
+    with connection.cursor() as cursor:
+        # The id of every batch_size-th due lot (from the index of due lots), and the last one.
+        cursor.execute(
+            f"""
+            SELECT id FROM (
+                SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n, COUNT(*) OVER () AS due
+                FROM {entry} WHERE remaining > 0 AND expires_at <= %s
+            ) d WHERE (n - 1) %% %s = 0 OR n = due ORDER BY id
+            """,
+            [connection.ops.adapt_datetimefield_value(now), batch_size],
+        )
+        bounds = [row[0] for row in cursor.fetchall()]
     expired = 0
-    for first_id, last_id in member_id_ranges(size=batch_size):
+    starts = bounds[:-1] or bounds  # the last bound closes the last range
+    for index, first_id in enumerate(starts):
+        last_id = starts[index + 1] - 1 if index + 1 < len(starts) else bounds[-1]
         with transaction.atomic():
             due_members = PointsEntry.objects.filter(
-                member_id__gte=first_id, member_id__lte=last_id, remaining__gt=0, expires_at__lte=now
+                id__gte=first_id, id__lte=last_id, remaining__gt=0, expires_at__lte=now
             ).values("member_id")
             member_ids = list(
                 PointsAccount.objects.select_for_update()
@@ -258,7 +274,7 @@ def points_expire_due(*, now: datetime, batch_size: int = EXPIRY_BATCH_MEMBERS) 
                 .values_list("member_id", flat=True)
             )
             if member_ids:
-                expired += _expire_lots(member_ids=member_ids, now=now)
+                expired += _expire_lots(member_ids=member_ids, now=now, lots=(first_id, last_id))
     return expired
 
 
@@ -451,13 +467,18 @@ def _member_filter(member_ids: Sequence[int]) -> tuple[str, list]:
     return f"member_id IN ({', '.join(['%s'] * len(member_ids))})", list(member_ids)
 
 
-def _expire_lots(*, member_ids: Sequence[int], now: datetime) -> int:
-    """Expire the due lots of these members; the caller holds their accounts' row locks."""
+def _expire_lots(*, member_ids: Sequence[int], now: datetime, lots: tuple[int, int] | None = None) -> int:
+    """Expire the due lots of these members, or, given `lots`, the due lots with ids in that range
+    (whose members these are); the caller holds these members' accounts' row locks."""
     entry, account = PointsEntry._meta.db_table, PointsAccount._meta.db_table
     members_sql, members_params = _member_filter(member_ids)
     ops = connection.ops
-    due_sql = f"remaining > 0 AND expires_at <= %s AND {members_sql}"
-    due_params = [ops.adapt_datetimefield_value(now), *members_params]
+    if lots is None:
+        due_sql = f"remaining > 0 AND expires_at <= %s AND {members_sql}"
+        due_params = [ops.adapt_datetimefield_value(now), *members_params]
+    else:
+        due_sql = "remaining > 0 AND expires_at <= %s AND id BETWEEN %s AND %s"
+        due_params = [ops.adapt_datetimefield_value(now), *lots]
     recorded_at = ops.adapt_datetimefield_value(timezone.now())
     kind = EntryKind.EXPIRE.value
     with connection.cursor() as cursor:

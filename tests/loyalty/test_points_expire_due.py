@@ -49,11 +49,22 @@ def test_fully_spent_lots_write_no_expiry(member, now):
     assert not PointsEntry.objects.filter(kind=EntryKind.EXPIRE).exists()
 
 
-def test_expiry_walks_every_member_range(now):
-    members = [MemberFactory() for _ in range(5)]
-    for member in members:
+@pytest.mark.parametrize("due", [1, 4, 5, 6])
+def test_expiry_walks_every_range_of_lots(now, due):
+    members = [MemberFactory() for _ in range(3)]
+    # Due and current lots interleaved, each member's lots spread over the ledger.
+    for index in range(due):
+        member = members[index % 3]
         EarnFactory(member=member, amount=10, now=now - timedelta(days=30), expires_at=now - timedelta(days=1))
+        EarnFactory(member=member, amount=1, now=now, expires_at=now + timedelta(days=1))
 
-    # Ranges of two member ids: three transactions, each with its own locks.
-    assert points_expire_due(now=now, batch_size=2) == 5
-    assert set(PointsAccount.objects.values_list("balance", flat=True)) == {0}
+    # Ranges of two due lots: each its own transaction, with its own locks.
+    assert points_expire_due(now=now, batch_size=2) == due
+    assert PointsEntry.objects.filter(kind=EntryKind.EXPIRE).count() == due
+    assert points_expire_due(now=now, batch_size=2) == 0
+    for member in members[: min(due, 3)]:  # those given lots
+        assert_ledger_consistent(member.pk)
+        assert (
+            PointsAccount.objects.get(member=member).balance
+            == PointsEntry.objects.filter(member=member, kind=EntryKind.EARN, amount=1).count()
+        )
