@@ -6,7 +6,7 @@ What it does, all against 127.0.0.1 only and bounded in time:
 1. Recreates its own PostgreSQL database (default `bench_api`, Redis db 14), migrates it, seeds members
    M0000001… (a tenth of them, at most 500, with points) and a partner key with every scope and a rate limit
    high enough never to trip (the throttle still counts every request, in Redis every 20).
-2. Starts gunicorn with the project's gunicorn.conf.py (2 workers of 4 threads, gthread) on
+2. Starts gunicorn with the project's gunicorn.conf.py (2 workers of 2 threads, gthread) on
    production settings plus CRM_API_BENCH_VIEWS=true, which mounts /api/bench/ping/: a plain
    Django view returning constant JSON, no database.
 3. Single-member read: wrk, 32 connections, 2 threads, a random member per request (tier,
