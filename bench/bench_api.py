@@ -7,11 +7,13 @@ What it does, all against 127.0.0.1 only and bounded in time:
    M0000001… (a tenth of them, at most 500, with points) and a partner key with every scope and a rate limit
    high enough never to trip (the throttle still counts every request, in Redis every 20).
 2. Starts gunicorn with the project's gunicorn.conf.py (2 workers of 2 threads, gthread) on
-   production settings plus CRM_API_BENCH_VIEWS=true, which mounts /api/bench/ping/: a plain
-   Django view returning constant JSON, no database.
+   production settings plus CRM_API_BENCH_VIEWS=true, which mounts two baselines:
+   /api/bench/ping/, a plain Django view returning constant JSON, no database, and
+   /api/bench/members-drf/<id>/, the member read done the conventional DRF way (ORM,
+   select_related, the output serializer) behind the same key check, scope and throttle.
 3. Single-member read: wrk, 32 connections, 2 threads, a random member per request (tier,
    points, layer, stage, badges), also with ?tier_progress=true, and in the same run the same
-   load on the ping view; prints requests/s, p50/p95/p99 and the ratios.
+   load on both baselines; prints requests/s, p50/p95/p99 and the ratios to the ping.
 4. Batch ingest: 4 client threads POST pre-built batches of 1,000 new events each to
    /api/v1/events/batch/ for --ingest-seconds; prints events created per second.
 
@@ -59,6 +61,9 @@ function request()
     return wrk.format("GET", "/api/bench/ping/")
   end
   local path = string.format("/api/v1/members/M%07d/", math.random(1, members))
+  if mode == "read-drf" then
+    path = string.format("/api/bench/members-drf/M%07d/", math.random(1, members))
+  end
   if mode == "read-progress" then
     path = path .. "?tier_progress=true"
   end
@@ -171,19 +176,22 @@ def main() -> int:
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(WRK_SCRIPT)
         if args.only != "ingest":
-            for mode in ("ping", "read", "read-progress"):  # warm every path (connections, caches, imports)
+            modes = ("ping", "read", "read-drf", "read-progress")
+            for mode in modes:  # warm every path (connections, caches, imports)
                 wrk(base, script.name, mode, 3, args.connections, wrk_env)
-            ping = wrk(base, script.name, "ping", args.seconds, args.connections, wrk_env)
-            read = wrk(base, script.name, "read", args.seconds, args.connections, wrk_env)
-            progress = wrk(base, script.name, "read-progress", args.seconds, args.connections, wrk_env)
-            report["ping"], report["read"], report["read_progress"] = ping, read, progress
-            report["read_vs_ping"] = round(read["rps"] / ping["rps"], 3)
-            report["read_progress_vs_ping"] = round(progress["rps"] / ping["rps"], 3)
+            ping, read, drf, progress = (
+                wrk(base, script.name, mode, args.seconds, args.connections, wrk_env) for mode in modes
+            )
+            report.update(ping=ping, read=read, read_drf=drf, read_progress=progress)
+            for name, result in (("read", read), ("read_drf", drf), ("read_progress", progress)):
+                report[f"{name}_vs_ping"] = round(result["rps"] / ping["rps"], 3)
             print_wrk("bare ping view", ping)
             print_wrk("member read", read)
+            print_wrk("member read the conventional DRF way (baseline)", drf)
             print_wrk("member read ?tier_progress=true", progress)
             print(
                 f"member read / ping throughput: {report['read_vs_ping']:.2f} (target >= 0.33); "
+                f"DRF baseline {report['read_drf_vs_ping']:.2f}; "
                 f"with tier progress {report['read_progress_vs_ping']:.2f}",
                 flush=True,
             )

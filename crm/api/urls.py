@@ -28,6 +28,9 @@ urlpatterns = [
 ]
 
 if settings.CRM_API_BENCH_VIEWS:
-    from crm.api.views import bench_ping
+    from crm.api.views import BenchMemberDrfApi, bench_ping
 
     urlpatterns.append(path("bench/ping/", bench_ping, name="bench-ping"))
+    urlpatterns.append(
+        path("bench/members-drf/<str:external_id>/", BenchMemberDrfApi.as_view(), name="bench-members-drf")
+    )
