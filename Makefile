@@ -58,7 +58,7 @@ messages: $(VENV)/.installed-runtime
 run: $(VENV)/.installed-runtime .env
 	$(compile_messages)
 	$(PY) manage.py migrate --noinput
-	@echo "Seeding demo data if the database has no members (about half a minute the first time)..."
+	@echo "Seeding demo data if the database has no members (under a minute the first time)..."
 	$(PY) manage.py seed_demo --if-empty
 	$(PY) manage.py health_backfill --days 180
 	$(PY) bin/ensure_admin.py

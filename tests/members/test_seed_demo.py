@@ -1,4 +1,5 @@
-"""seed_demo: realistic, deterministic demo data whose rollups equal a rebuild from the log."""
+"""seed_demo: realistic, deterministic demo data whose rollups equal a rebuild from the log, and the
+state the nightly jobs and a few weeks of operations leave on top of it."""
 
 from datetime import timedelta
 from io import StringIO
@@ -8,7 +9,12 @@ from django.core.management import CommandError, call_command
 from django.db.models import Count, Max
 from django.utils import timezone
 
+from campaigns.ugc.models import Poll, PollStatus, Submission, SubmissionStatus
+from crm.desk.models import Ticket, TicketMember
+from loyalty.models import Coupon, PointsAccount, PointsEntry, RewardRedemption
+from loyalty.services.points import points_reconcile
 from members.models import EventKind, Member, MemberEvent, MemberTag
+from members.models_layers import MemberScore
 from members.services import member_rollups_rebuild
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +23,9 @@ ROLLUPS = ("id", "last_active_at", "last_interaction_at", "last_purchase_at", "o
 
 
 def _seed(**options) -> str:
+    """Members and behaviour only; the demo's operational state has its own test below."""
     out = StringIO()
+    options.setdefault("behaviour_only", True)
     call_command("seed_demo", stdout=out, **options)
     return out.getvalue()
 
@@ -81,3 +89,25 @@ def test_refuses_a_database_with_members_unless_told_to_skip():
         _seed(members=5, seed=1)
     assert "not seeded" in _seed(members=5, seed=1, if_empty=True)
     assert Member.objects.count() == 5
+
+
+def test_the_full_demo_shows_loyalty_layers_and_operations_at_work():
+    output = _seed(members=150, seed=5, behaviour_only=False)
+
+    assert "The nightly jobs ran once" in output
+    # Points earned through the brand's earn rules, the cache equal to the ledger, some spent on rewards.
+    assert PointsEntry.objects.filter(kind="earn").exists()
+    assert points_reconcile() == []
+    assert RewardRedemption.objects.exists()
+    assert not PointsAccount.objects.filter(balance__lt=0).exists()
+    # Every member classified by the full layer run; lapsed buyers hold a recall coupon.
+    assert MemberScore.objects.count() == 150
+    assert Coupon.objects.exists()
+    # The moderation queue has posts waiting and approved ones; the poll is open with votes.
+    statuses = set(Submission.objects.values_list("status", flat=True))
+    assert {SubmissionStatus.PENDING, SubmissionStatus.APPROVED} <= statuses
+    poll = Poll.objects.get()
+    assert poll.status == PollStatus.OPEN and poll.votes.exists()
+    # The crisis ticket's members are those still in the group it names.
+    ticket = Ticket.objects.get()
+    assert TicketMember.objects.filter(ticket=ticket).exists()

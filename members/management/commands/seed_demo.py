@@ -24,6 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 from faker import Faker
 
+from crm.demo import demo_state_build
 from members.models import Channel, EventKind, Gender, InteractionKind, Member, MemberTag, Tag, TagKind
 from members.services import EventInput, events_ingest
 
@@ -127,8 +128,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--if-empty", action="store_true", help="Do nothing (and succeed) when the database already has members."
         )
+        parser.add_argument(
+            "--behaviour-only",
+            action="store_true",
+            help="Only members and their behaviour: don't run the nightly jobs or add rewards, posts, a poll "
+            "and a crisis ticket.",
+        )
 
-    def handle(self, *args, members: int, seed: int, if_empty: bool, **options):
+    def handle(self, *args, members: int, seed: int, if_empty: bool, behaviour_only: bool, **options):
         if Member.objects.exists():
             if if_empty:
                 self.stdout.write("Members exist already; demo data not seeded.")
@@ -154,6 +161,7 @@ class Command(BaseCommand):
 
         result = events_ingest(events=_all_events(plans=plans, seed=seed, end=end))
         tagged = _tag_members(plans)
+        state = None if behaviour_only else demo_state_build(seed=seed)
 
         by_persona: dict[str, int] = {}
         for plan in plans:
@@ -165,6 +173,13 @@ class Command(BaseCommand):
                 f"in {time.monotonic() - started:.1f} s."
             )
         )
+        if state is not None:
+            self.stdout.write(
+                f"The nightly jobs ran once: {state.earned_entries} points entries, {state.upgrades} tier changes, "
+                f"{state.badges} badges, layers and churn scores. Added {state.redemptions} reward redemptions, "
+                f"{state.coupons} coupons, {state.submissions} member posts, {state.votes} poll votes and "
+                f"{'a crisis ticket' if state.ticket_id else 'no crisis ticket (no community group)'}."
+            )
 
 
 @dataclass
