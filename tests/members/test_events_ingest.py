@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from members.models import ACTIVE_KINDS, INTERACTION_KINDS, EventKind, Member, MemberEvent
 from members.services import EventInput, events_ingest, member_rollups_rebuild
-from members.services.events import COPY_MIN_ROWS
+from members.services.events import COPY_MIN_ROWS, ROWS_PER_INSERT
 from tests.factories import MemberFactory
 
 pytestmark = pytest.mark.django_db
@@ -180,11 +180,12 @@ def test_input_larger_than_a_batch_is_split_and_replays_across_batches_are_caugh
 
 
 def test_a_bulk_batch_takes_the_same_rules():
-    # Past COPY_MIN_ROWS, PostgreSQL stages the batch with COPY and SQLite splits its INSERT.
+    # Past COPY_MIN_ROWS, PostgreSQL stages the batch with COPY; past ROWS_PER_INSERT SQLite splits its INSERT.
+    bulk = max(COPY_MIN_ROWS, ROWS_PER_INSERT)
     members = MemberFactory.create_batch(4)
     events = [
         _event(members[n % 4], n, EventKind.INTERACTION, hours=n / 100, sub_kind="view", payload={"标题": f"第{n}篇"})
-        for n in range(COPY_MIN_ROWS + 500)
+        for n in range(bulk + 500)
     ]
     events += [
         _event(members[0], 0, EventKind.INTERACTION, sub_kind="view"),
@@ -196,10 +197,10 @@ def test_a_bulk_batch_takes_the_same_rules():
 
     if connection.vendor == "postgresql":
         assert any(query["sql"].startswith("COPY") for query in queries.captured_queries)
-    assert (result.created, result.duplicates) == (COPY_MIN_ROWS + 501, 1)
-    assert MemberEvent.objects.count() == COPY_MIN_ROWS + 501
+    assert (result.created, result.duplicates) == (bulk + 501, 1)
+    assert MemberEvent.objects.count() == bulk + 501
     assert MemberEvent.objects.get(external_id="ev-7").payload == {"标题": "第7篇"}
-    last = COPY_MIN_ROWS + 499
+    last = bulk + 499
     assert _rollups(members[last % 4])["last_interaction_at"] == T0 + timedelta(hours=last / 100)
     assert _rollups(members[1])["total_spent"] == Decimal("9.99")
 
