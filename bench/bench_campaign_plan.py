@@ -37,6 +37,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
+from bench.common import cpu_seconds, ensure_database  # noqa: E402
 from campaigns.models import Campaign, CampaignStatus, Delivery, OutboxSettings  # noqa: E402
 from campaigns.outbox import deliveries_plan  # noqa: E402
 from members.models import Member  # noqa: E402
@@ -50,40 +51,10 @@ class Rollback(Exception):
     pass
 
 
-def ensure_database() -> None:
-    import psycopg
-
-    settings = connection.settings_dict
-    name = settings["NAME"]
-    with psycopg.connect(
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-        user=settings["USER"],
-        dbname="postgres",
-        autocommit=True,
-    ) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            admin.execute(f'CREATE DATABASE "{name}"')
-    call_command("migrate", verbosity=0)
-
-
 def _sql(statement: str, params=None) -> int:
     with connection.cursor() as cursor:
         cursor.execute(statement, params or [])
         return cursor.rowcount
-
-
-def _cpu() -> tuple[float, float]:
-    """CPU seconds of this process and of its PostgreSQL backend (from /proc, Linux)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        server = float("nan")
-    return time.process_time(), server
 
 
 def prepare(members: int, now: datetime) -> Segment:
@@ -205,6 +176,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     ensure_database()
+    call_command("migrate", verbosity=0)
     now = datetime.now(LOCAL).replace(hour=11, minute=0, second=0, microsecond=0)  # outside the quiet hours
     OutboxSettings.objects.update_or_create(pk=1, defaults={"daily_cap": 1, "weekly_cap": 3})
     segment = prepare(args.members, now)
@@ -221,12 +193,12 @@ def main() -> None:
     base_times, plan_times, cpu = [], [], []
     result = None
     for round_ in range(args.repeat):
-        before = _cpu()
+        before = cpu_seconds()
         base_times.append(baseline(campaign, segment, now))
-        base_cpu = _cpu()[1] - before[1]
-        before = _cpu()
+        base_cpu = cpu_seconds()[1] - before[1]
+        before = cpu_seconds()
         seconds, result = plan(campaign, now)
-        after = _cpu()
+        after = cpu_seconds()
         plan_times.append(seconds)
         cpu.append((after[0] - before[0], after[1] - before[1]))
         print(

@@ -24,7 +24,6 @@ while the process waits for a core, and the time of the page's SQL.
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -53,6 +52,7 @@ from django.test import Client, RequestFactory  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
+from bench.common import ensure_database, machine, server_version  # noqa: E402
 from members import selectors  # noqa: E402
 from members.models import Member, MemberTag, Tag  # noqa: E402
 
@@ -83,11 +83,9 @@ def main() -> None:
     parser.add_argument("--wait-quiet", type=int, default=600, help="longest wait for it, in seconds")
     args = parser.parse_args()
 
-    if connection.vendor != "postgresql":
-        sys.exit("This benchmark needs PostgreSQL: set DATABASE_URL.")
-    _ensure_database()
-    print(f"# bench_changelist · {datetime.now():%Y-%m-%d %H:%M} · {_machine()}")
-    print(f"# PostgreSQL {_server_version()} · {args.members:,} members · median of {args.repeat} requests")
+    ensure_database()
+    print(f"# bench_changelist · {datetime.now():%Y-%m-%d %H:%M} · {machine()}")
+    print(f"# PostgreSQL {server_version()} · {args.members:,} members · median of {args.repeat} requests")
     call_command("migrate", verbosity=0, interactive=False)
 
     if args.refill or not _holds_bench_data(args.members):
@@ -371,40 +369,6 @@ def _median_ms(run, repeat: int) -> float:
 def _shorten(sql: str, limit: int = 160) -> str:
     sql = " ".join(sql.split())
     return sql if len(sql) <= limit else sql[: limit - 1] + "…"
-
-
-def _ensure_database() -> None:
-    settings = connection.settings_dict
-    import psycopg
-
-    with psycopg.connect(
-        dbname="postgres",
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        user=settings["USER"] or None,
-        password=settings["PASSWORD"] or None,
-        autocommit=True,
-    ) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [settings["NAME"]]).fetchone():
-            admin.execute(f'CREATE DATABASE "{settings["NAME"]}"')
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def _server_version() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        return cursor.fetchone()[0]
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.common import backend_cpu, ensure_database, members_insert, server_version  # noqa: E402
 from crm.desk.compensation import compensation_approve, compensation_deliver, compensation_request  # noqa: E402
 from crm.desk.models import CompensationStatus, Ticket, TicketMember  # noqa: E402
 from crm.desk.services import ticket_open  # noqa: E402
@@ -58,10 +59,12 @@ def main() -> None:
         sys.exit("bench_compensation measures PostgreSQL: set DATABASE_URL=postgres://… (see the top of this file).")
     if args.members < args.affected:
         sys.exit("--members must be at least --affected")
-    _ensure_database()
+    ensure_database()
     call_command("migrate", verbosity=0, interactive=False)
-    print(f"PostgreSQL {_server_version()}, {os.cpu_count()} cores; {args.affected:,} affected of "
-          f"{args.members:,} members; load {os.getloadavg()}")
+    print(
+        f"PostgreSQL {server_version()}, {os.cpu_count()} cores; {args.affected:,} affected of "
+        f"{args.members:,} members; load {os.getloadavg()}"
+    )
     _reset()
     segment = _seed(members=args.members, affected=args.affected)
     operator, supervisor = _staff()
@@ -71,14 +74,22 @@ def main() -> None:
 
     def open_ticket():
         nonlocal ticket
-        ticket = ticket_open(title="Bench: cold deliveries", description="", severity="high", source="staff",
-                             opened_by=operator, segment=segment, now=now)
+        ticket = ticket_open(
+            title="Bench: cold deliveries",
+            description="",
+            severity="high",
+            source="staff",
+            opened_by=operator,
+            segment=segment,
+            now=now,
+        )
 
     _timed("ticket_open (affected members fixed as rows)", args.affected, open_ticket)
     assert ticket.affected_count == args.affected, ticket.affected_count
 
-    baseline = _timed("baseline: bare INSERT … SELECT of the same ledger rows", args.affected,
-                      lambda: _baseline(ticket, now))
+    baseline = _timed(
+        "baseline: bare INSERT … SELECT of the same ledger rows", args.affected, lambda: _baseline(ticket, now)
+    )
     _empty_ledger()
 
     def compensate():
@@ -104,54 +115,31 @@ def main() -> None:
 
     rerun = _timed("the issue again, as a retried task (nothing to credit)", args.affected, retry)
     _check(ticket, args.affected, credited, again)
-    print(f"compensation: {issue:.1f} s for {args.affected:,} members ({args.affected / issue:,.0f} members/s), "
-          f"{issue / baseline:.2f}× the baseline's time; retry {rerun:.1f} s; target < 30 s: "
-          f"{'MET' if issue < 30 else 'MISSED'}")
+    print(
+        f"compensation: {issue:.1f} s for {args.affected:,} members ({args.affected / issue:,.0f} members/s), "
+        f"{issue / baseline:.2f}× the baseline's time; retry {rerun:.1f} s; target < 30 s: "
+        f"{'MET' if issue < 30 else 'MISSED'}"
+    )
 
 
 def _timed(label: str, rows: int, call) -> float:
     """Wall time, and the CPU time of this process and of its PostgreSQL backend: the machine is
     shared, so the CPU seconds are the figure that does not swing with the other sessions' load."""
-    server, cpu, start = _backend_cpu(), time.process_time(), time.perf_counter()
+    server, cpu, start = backend_cpu(), time.process_time(), time.perf_counter()
     call()
-    wall, cpu, server = time.perf_counter() - start, time.process_time() - cpu, _backend_cpu() - server
-    print(f"{label}: {wall:,.2f} s wall, {server:,.2f} s server CPU, {cpu:,.2f} s client CPU, "
-          f"{rows / wall:,.0f} rows/s (load {os.getloadavg()[0]:.1f})")
+    wall, cpu, server = time.perf_counter() - start, time.process_time() - cpu, backend_cpu() - server
+    print(
+        f"{label}: {wall:,.2f} s wall, {server:,.2f} s server CPU, {cpu:,.2f} s client CPU, "
+        f"{rows / wall:,.0f} rows/s (load {os.getloadavg()[0]:.1f})"
+    )
     return wall
 
 
-def _backend_cpu() -> float:
-    """User + system CPU seconds of this connection's PostgreSQL backend (a local server: /proc)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (pid,) = cursor.fetchone()
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _ensure_database() -> None:
-    import psycopg
-
-    settings = connection.settings_dict
-    with psycopg.connect(dbname="postgres", host=settings["HOST"] or None, port=settings["PORT"] or None,
-                         user=settings["USER"] or None, password=settings["PASSWORD"] or None,
-                         autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [settings["NAME"]]).fetchone():
-            admin.execute(f'CREATE DATABASE "{settings["NAME"]}"')
-
-
-def _server_version() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        return cursor.fetchone()[0]
-
-
 def _reset() -> None:
-    tables = [model._meta.db_table for model in (TicketMember, Ticket, PointsEntry, PointsAccount, SegmentMember,
-                                                 Segment, Member)]
+    tables = [
+        model._meta.db_table
+        for model in (TicketMember, Ticket, PointsEntry, PointsAccount, SegmentMember, Segment, Member)
+    ]
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
@@ -179,17 +167,7 @@ def _seed(*, members: int, affected: int) -> Segment:
     now = timezone.now()
     segment = Segment.objects.create(name="bench: affected members", rules={})
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {member} (created_at, updated_at, external_id, name, phone, email, gender, city, channel,
-                                  joined_at, sms_opt_out, email_opt_out, wecom_opt_out, notes, orders_count,
-                                  total_spent)
-            SELECT %s, %s, 'C' || n, '会员' || n, NULL, '', 'unknown', '上海', 'wecom', %s, FALSE, FALSE, FALSE,
-                   '', 0, 0
-            FROM generate_series(1, %s) AS n
-            """,
-            [now, now, now, members],
-        )
+        members_insert(cursor, members, prefix="C", at=now)
         cursor.execute(
             f"""
             INSERT INTO {account} (created_at, updated_at, member_id, balance, lifetime_earned, lifetime_redeemed,
@@ -227,8 +205,10 @@ def _baseline(ticket: Ticket, now) -> None:
 def _check(ticket: Ticket, affected: int, credited: int, again: int) -> None:
     entry, account = PointsEntry._meta.db_table, PointsAccount._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*), COUNT(DISTINCT member_id), SUM(amount) FROM {entry} WHERE source_ref = %s",
-                       [ticket.source_ref])
+        cursor.execute(
+            f"SELECT COUNT(*), COUNT(DISTINCT member_id), SUM(amount) FROM {entry} WHERE source_ref = %s",
+            [ticket.source_ref],
+        )
         count, distinct, points = cursor.fetchone()
         cursor.execute(
             f"""SELECT COUNT(*) FROM {account} a LEFT JOIN (SELECT member_id, SUM(amount) s FROM {entry}
@@ -242,11 +222,19 @@ def _check(ticket: Ticket, affected: int, credited: int, again: int) -> None:
         )
         (uncompensated,) = cursor.fetchone()
     ticket.refresh_from_db()
-    ok = (count == distinct == affected == credited and again == 0 and points == affected * POINTS and drift == 0
-          and uncompensated == 0 and ticket.compensation_status == CompensationStatus.DONE)
-    print(f"check: {count:,} entries for {distinct:,} members, {points:,} points, {drift} drifting accounts, "
-          f"{uncompensated} affected members without their points, retry credited {again}: "
-          f"{'OK' if ok else 'MISMATCH'}")
+    ok = (
+        count == distinct == affected == credited
+        and again == 0
+        and points == affected * POINTS
+        and drift == 0
+        and uncompensated == 0
+        and ticket.compensation_status == CompensationStatus.DONE
+    )
+    print(
+        f"check: {count:,} entries for {distinct:,} members, {points:,} points, {drift} drifting accounts, "
+        f"{uncompensated} affected members without their points, retry credited {again}: "
+        f"{'OK' if ok else 'MISMATCH'}"
+    )
     if not ok:
         sys.exit(1)
 

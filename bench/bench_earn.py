@@ -39,6 +39,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.common import backend_cpu, ensure_database, members_insert, server_version  # noqa: E402
 from loyalty.models import (  # noqa: E402
     EarnRule,
     EarnRuleKind,
@@ -58,13 +59,9 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=50_000)
     args = parser.parse_args()
-    if connection.vendor != "postgresql":
-        sys.exit("bench_earn measures PostgreSQL: set DATABASE_URL=postgres://… (see the top of this file).")
-    _ensure_database()
+    ensure_database()
     call_command("migrate", verbosity=0, interactive=False)
-    print(
-        f"PostgreSQL {_server_version()}, {os.cpu_count()} cores; {args.events:,} purchases, {args.members:,} members"
-    )
+    print(f"PostgreSQL {server_version()}, {os.cpu_count()} cores; {args.events:,} purchases, {args.members:,} members")
     now = timezone.now()
     _reset()
     _seed(members=args.members, events=args.events, now=now)
@@ -94,10 +91,10 @@ def main() -> None:
 
 def _timed(label: str, rows: int, call) -> float:
     connection.ensure_connection()
-    server, cpu, start = _backend_cpu(), time.process_time(), time.perf_counter()
+    server, cpu, start = backend_cpu(), time.process_time(), time.perf_counter()
     call()
     wall = time.perf_counter() - start
-    cpu, server = time.process_time() - cpu, _backend_cpu() - server
+    cpu, server = time.process_time() - cpu, backend_cpu() - server
     _cpu_seconds[label] = cpu + server
     print(
         f"{label}: {wall:,.1f} s, {rows / wall:,.0f} rows/s; CPU: client {cpu:,.1f} s, PostgreSQL backend "
@@ -107,40 +104,6 @@ def _timed(label: str, rows: int, call) -> float:
 
 
 _cpu_seconds: dict[str, float] = {}
-
-
-def _backend_cpu() -> float:
-    """CPU seconds of this connection's PostgreSQL backend so far (from /proc: the same machine)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (pid,) = cursor.fetchone()
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _ensure_database() -> None:
-    import psycopg
-
-    settings = connection.settings_dict
-    with psycopg.connect(
-        dbname="postgres",
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        user=settings["USER"] or None,
-        password=settings["PASSWORD"] or None,
-        autocommit=True,
-    ) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [settings["NAME"]]).fetchone():
-            admin.execute(f'CREATE DATABASE "{settings["NAME"]}"')
-
-
-def _server_version() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        return cursor.fetchone()[0]
 
 
 def _reset() -> None:
@@ -166,17 +129,7 @@ def _seed(*, members: int, events: int, now: datetime) -> None:
     member, event = Member._meta.db_table, MemberEvent._meta.db_table
     start = now - timedelta(days=180)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {member} (created_at, updated_at, external_id, name, phone, email, gender, city, channel,
-                                  joined_at, sms_opt_out, email_opt_out, wecom_opt_out, notes, orders_count,
-                                  total_spent)
-            SELECT %s, %s, 'B' || n, '会员' || n, NULL, '', 'unknown', '上海', 'wecom', %s, FALSE, FALSE, FALSE,
-                   '', 0, 0
-            FROM generate_series(1, %s) AS n
-            """,
-            [start, start, start, members],
-        )
+        members_insert(cursor, members, prefix="B", at=start)
         # Time order, as a live feed or an import would have recorded them.
         cursor.execute(
             f"""

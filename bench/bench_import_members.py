@@ -23,7 +23,6 @@ import argparse
 import csv
 import io
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from faker import Faker  # noqa: E402
 
+from bench.common import backend_cpu, ensure_database, machine, server_version  # noqa: E402
 from members.models import Channel, Gender, ImportJob, Member  # noqa: E402
 from members.services import import_job_create  # noqa: E402
 
@@ -95,9 +95,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    _ensure_database()
-    print(f"# bench_import_members · {datetime.now():%Y-%m-%d %H:%M} · {_machine()}")
-    print(f"# database: {connection.vendor} {_server_version()} · {_load()}")
+    name = connection.settings_dict["NAME"]
+    if "bench" not in name:
+        sys.exit(f"refusing to empty database {name!r}: its name must contain 'bench'")
+    ensure_database()
+    print(f"# bench_import_members · {datetime.now():%Y-%m-%d %H:%M} · {machine()}")
+    print(f"# database: {connection.vendor} {server_version()} · {_load()}")
     call_command("migrate", verbosity=0, interactive=False)
 
     started = time.perf_counter()
@@ -162,66 +165,18 @@ def main() -> None:
 
 def _measure(step, returns: bool = False):
     """Run `step`; return ((wall, cpu) seconds), or (its result, (wall, cpu)) with `returns`."""
-    backend = _backend_cpu()
+    backend = backend_cpu()
     client = time.process_time()
     started = time.perf_counter()
     result = step()
     wall = time.perf_counter() - started
-    cpu = time.process_time() - client + _backend_cpu() - backend
+    cpu = time.process_time() - client + backend_cpu() - backend
     return (result, (wall, cpu)) if returns else (wall, cpu)
-
-
-def _backend_cpu() -> float:
-    """CPU seconds used so far by the PostgreSQL process serving this connection (same host)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
-    # /proc/PID/stat: utime and stime are the 14th and 15th fields; the name in () may hold spaces.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _ensure_database() -> None:
-    settings = connection.settings_dict
-    if "bench" not in settings["NAME"]:
-        sys.exit(f"refusing to empty database {settings['NAME']!r}: its name must contain 'bench'")
-    if connection.vendor != "postgresql":
-        sys.exit("this benchmark measures PostgreSQL: set DATABASE_URL to a PostgreSQL database")
-    import psycopg
-
-    with psycopg.connect(
-        dbname="postgres",
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        user=settings["USER"] or None,
-        password=settings["PASSWORD"] or None,
-        autocommit=True,
-    ) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [settings["NAME"]]).fetchone():
-            admin.execute(f'CREATE DATABASE "{settings["NAME"]}"')
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def _load() -> str:
     # Other work on the machine slows every step; the ratio is what a busy machine keeps.
     return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
-def _server_version() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version" if connection.vendor == "postgresql" else "SELECT sqlite_version()")
-        return cursor.fetchone()[0]
 
 
 def _reset() -> None:

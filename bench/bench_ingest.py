@@ -24,8 +24,8 @@ this process and of its PostgreSQL backend, which do not grow while waiting for 
 import argparse
 import atexit
 import json
+import math
 import os
-import platform
 import random
 import shutil
 import sys
@@ -53,6 +53,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
+from bench.common import backend_cpu, ensure_database, machine, server_version  # noqa: E402
 from members.models import EventKind, InteractionKind, Member, MemberEvent  # noqa: E402
 from members.services import EventInput, events_ingest  # noqa: E402
 from members.services.events import INGEST_BATCH_SIZE  # noqa: E402
@@ -89,9 +90,9 @@ def main() -> None:
     args = parser.parse_args()
     args.members = args.members or max(1, args.events // 50)
 
-    _ensure_database()
-    print(f"# bench_ingest · {datetime.now():%Y-%m-%d %H:%M} · {_machine()}")
-    print(f"# database: {connection.vendor} {_server_version()} · batch size {args.batch_size}")
+    ensure_database()
+    print(f"# bench_ingest · {datetime.now():%Y-%m-%d %H:%M} · {machine()}")
+    print(f"# database: {connection.vendor} {server_version()} · batch size {args.batch_size}")
     call_command("migrate", verbosity=0, interactive=False)
     _reset()
 
@@ -135,7 +136,7 @@ class Measure:
 
     def __enter__(self) -> "Measure":
         self.load = os.getloadavg()[0]
-        self.server_start = _backend_cpu_seconds()
+        self.server_start = backend_cpu()
         self.client_start = time.process_time()
         self.start = time.perf_counter()
         return self
@@ -145,8 +146,8 @@ class Measure:
             return
         self.wall = time.perf_counter() - self.start
         client = time.process_time() - self.client_start
-        server_end = _backend_cpu_seconds()
-        server = server_end - self.server_start if server_end is not None else 0.0
+        server_end = backend_cpu()
+        server = 0.0 if math.isnan(server_end) else server_end - self.server_start
         self.cpu = client + server
         self.rate = self.rows / self.wall
         print(
@@ -156,24 +157,6 @@ class Measure:
         )
 
 
-def _ensure_database() -> None:
-    settings = connection.settings_dict
-    if connection.vendor != "postgresql":
-        sys.exit("bench_ingest measures PostgreSQL: set DATABASE_URL=postgres://… (see the top of this file).")
-    import psycopg
-
-    with psycopg.connect(
-        dbname="postgres",
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        user=settings["USER"] or None,
-        password=settings["PASSWORD"] or None,
-        autocommit=True,
-    ) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [settings["NAME"]]).fetchone():
-            admin.execute(f'CREATE DATABASE "{settings["NAME"]}"')
-
-
 def _wait_for_quiet(threshold: float, max_wait: int) -> None:
     """Other benchmarks share the machine: start measuring when the load has settled."""
     waited = 0
@@ -181,36 +164,6 @@ def _wait_for_quiet(threshold: float, max_wait: int) -> None:
         time.sleep(10)
         waited += 10
     print(f"load average {os.getloadavg()[0]:.1f} after waiting {waited} s for < {threshold}")
-
-
-def _backend_cpu_seconds() -> float | None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    # utime and stime, fields 14 and 15 of proc(5), counted after the ")" that ends field 2.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def _server_version() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        return cursor.fetchone()[0]
 
 
 def _reset() -> None:

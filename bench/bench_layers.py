@@ -43,6 +43,7 @@ from django.db import connection  # noqa: E402
 from django.db.models import Count, Max, Min, Q, Sum  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.common import cpu_seconds  # noqa: E402
 from members.models import EventKind, Member, MemberEvent, MemberTag  # noqa: E402
 from members.models_layers import EventWindows, LayerJobRun, MemberScore  # noqa: E402
 from members.selectors import member_id_ranges  # noqa: E402
@@ -60,21 +61,8 @@ def _sql(statement: str, params=None) -> None:
         cursor.execute(statement, params or [])
 
 
-def _cpu() -> tuple[float, float]:
-    """CPU seconds of this process and of its PostgreSQL backend (from /proc, Linux)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        server = float("nan")
-    return time.process_time(), server
-
-
 def _cpu_since(before: tuple[float, float]) -> str:
-    client, server = _cpu()
+    client, server = cpu_seconds()
     return (
         f" (CPU {client - before[0]:.1f} s client + {server - before[1]:.1f} s server, load {os.getloadavg()[0]:.1f})"
     )
@@ -181,10 +169,10 @@ def main() -> None:
     # the path taken when a window length is edited.
     now = timezone.now()
     if args.rebuild or not EventWindows.objects.filter(ready=True).exists():
-        started, cpu = time.perf_counter(), _cpu()
+        started, cpu = time.perf_counter(), cpu_seconds()
         event_windows_rebuild(now=now - timedelta(days=2), reason="benchmark")
         print(f"windowed figures rebuilt from every event: {time.perf_counter() - started:.1f} s{_cpu_since(cpu)}")
-    started, cpu = time.perf_counter(), _cpu()
+    started, cpu = time.perf_counter(), cpu_seconds()
     run = layers_recompute_full(now=now - timedelta(days=1))
     print(f"yesterday's run: {time.perf_counter() - started:.1f} s{_cpu_since(cpu)}, {run.rows:,} rows, {run.status}")
     # The day between two nightly runs: autovacuum reclaims the row versions yesterday's run left
@@ -194,7 +182,7 @@ def main() -> None:
         _sql(f"VACUUM {table._meta.db_table}")
     print(f"vacuum (not part of the run): {time.perf_counter() - started:.1f} s")
 
-    started, cpu = time.perf_counter(), _cpu()
+    started, cpu = time.perf_counter(), cpu_seconds()
     run = layers_recompute_full(progress=progress)
     full = time.perf_counter() - started
     print(f"full recompute: {full:.1f} s{_cpu_since(cpu)}, {run.rows:,} rows, status {run.status}")
@@ -219,7 +207,7 @@ def main() -> None:
             for pk in ids
         ]
     )
-    started, cpu = time.perf_counter(), _cpu()
+    started, cpu = time.perf_counter(), cpu_seconds()
     run = layers_recompute_incremental()
     incremental = time.perf_counter() - started
     print(

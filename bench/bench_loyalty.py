@@ -47,6 +47,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.common import backend_cpu, ensure_database, members_insert, server_version  # noqa: E402
 from loyalty.models import (  # noqa: E402
     Badge,
     BadgeRule,
@@ -85,12 +86,10 @@ def main() -> None:
         "--seed-only", action="store_true", help="build the expiry data and stop (no lock needed), measure later"
     )
     args = parser.parse_args()
-    if connection.vendor != "postgresql":
-        sys.exit("bench_loyalty measures PostgreSQL: set DATABASE_URL=postgres://… (see the top of this file).")
-    _ensure_database()
+    ensure_database()
     call_command("migrate", verbosity=0, interactive=False)
     parts = args.only or ["expiry", "badges", "tiers"]
-    print(f"PostgreSQL {_server_version()}, {os.cpu_count()} cores; {args.members:,} members; load {_load()}")
+    print(f"PostgreSQL {server_version()}, {os.cpu_count()} cores; {args.members:,} members; load {_load()}")
     now = timezone.now()
     seeded = None if args.reseed or parts != ["expiry"] else _reusable_seed(args.members, args.ledger_rows)
     if seeded is None:
@@ -123,27 +122,15 @@ class Timing:
         )
 
 
-def _backend_cpu() -> float:
-    """CPU seconds of this connection's PostgreSQL backend process so far."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (pid,) = cursor.fetchone()
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _load() -> str:
     return "/".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def _timed(label: str, call) -> Timing:
     connection.ensure_connection()
-    server, cpu, start = _backend_cpu(), time.process_time(), time.perf_counter()
+    server, cpu, start = backend_cpu(), time.process_time(), time.perf_counter()
     call()
-    timing = Timing(label, time.perf_counter() - start, time.process_time() - cpu, _backend_cpu() - server, _load())
+    timing = Timing(label, time.perf_counter() - start, time.process_time() - cpu, backend_cpu() - server, _load())
     print(timing, flush=True)
     return timing
 
@@ -515,28 +502,6 @@ def bench_tiers(*, members: int, sample: int, now: datetime) -> None:
 # Setup -------------------------------------------------------------------------------------
 
 
-def _ensure_database() -> None:
-    import psycopg
-
-    settings = connection.settings_dict
-    with psycopg.connect(
-        dbname="postgres",
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        user=settings["USER"] or None,
-        password=settings["PASSWORD"] or None,
-        autocommit=True,
-    ) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [settings["NAME"]]).fetchone():
-            admin.execute(f'CREATE DATABASE "{settings["NAME"]}"')
-
-
-def _server_version() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        return cursor.fetchone()[0]
-
-
 def _reset() -> None:
     tables = [
         ENTRY,
@@ -556,17 +521,7 @@ def _reset() -> None:
 def _seed_members(count: int, *, now: datetime) -> None:
     start = now - timedelta(days=400)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {MEMBER} (created_at, updated_at, external_id, name, phone, email, gender, city, channel,
-                                  joined_at, sms_opt_out, email_opt_out, wecom_opt_out, notes, orders_count,
-                                  total_spent)
-            SELECT %s, %s, 'L' || n, '会员' || n, NULL, '', 'unknown', '上海', 'wecom', %s, FALSE, FALSE, FALSE,
-                   '', 0, 0
-            FROM generate_series(1, %s) AS n
-            """,
-            [start, start, start, count],
-        )
+        members_insert(cursor, count, prefix="L", at=start)
     _vacuum(MEMBER)
 
 
