@@ -6,6 +6,8 @@ The periodic ones run through loyalty.services.jobs.job_run, which keeps a Loyal
 
 from celery import shared_task
 
+from crm.core.exceptions import ApplicationError
+
 
 @shared_task(acks_late=True)
 def expire_points() -> int:
@@ -70,7 +72,15 @@ def review_tiers() -> int:
     return job_run(job=LoyaltyJob.TIER_REVIEW, work=tier_review).rows
 
 
-@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+@shared_task(
+    acks_late=True,
+    autoretry_for=(Exception,),
+    # A refusal (the coupon batch expired since the grant was confirmed) would only be refused
+    # again: the run is marked failed with its reason at once.
+    dont_autoretry_for=(ApplicationError,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def run_member_list_grant(run_id: int) -> int:
     """A grant of points or coupons to a member list, confirmed in the member admin; idempotent,
     so a retry or a redelivery after a killed worker gives only what is still missing."""

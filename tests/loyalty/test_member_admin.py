@@ -261,6 +261,29 @@ def test_a_supervisor_issues_one_coupon_to_each_selected_member_once(client, sup
     assert set(Coupon.objects.values_list("batch_id", flat=True)) == {batch.pk}
 
 
+def test_a_batch_that_expired_after_confirming_fails_the_run_once_with_its_reason(client, supervisor, caplog):
+    client.force_login(supervisor)
+    chosen = MemberFactory.create_batch(2)
+    batch = CouponBatch.objects.create(
+        name="周末券",
+        value=Decimal(10),
+        valid_from=timezone.now() - timedelta(days=2),
+        valid_until=timezone.now() + timedelta(days=1),
+    )
+    action(client, "issue_coupons", chosen, apply={"batch": batch.pk, "token": TOKEN})
+    CouponBatch.objects.filter(pk=batch.pk).update(valid_until=timezone.now() - timedelta(minutes=1))
+    run = LoyaltyJobRun.objects.get(key=TOKEN)
+
+    result = run_member_list_grant.apply(args=[run.pk])
+
+    run.refresh_from_db()
+    assert result.failed() and run.status == LoyaltyJobRun.Status.FAILED
+    assert "expired" in run.error
+    assert not Coupon.objects.exists()
+    # Refused once, not retried: a retry could only be refused again.
+    assert sum("grant run" in record.getMessage() for record in caplog.records) == 1
+
+
 def test_coupons_go_to_the_whole_filtered_list(client, supervisor):
     client.force_login(supervisor)
     in_city = MemberFactory.create_batch(3, city="苏州")
